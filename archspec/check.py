@@ -1,0 +1,72 @@
+"""``check``: a spec file in, every shape and every error out. The pipeline behind ``archspec check`` and
+``archspec.load``: read (positions kept) → validate (pydantic) → trace (shapes) → contract (GAN and training)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from archspec.contract import Finding, fault_finding, gan_findings
+from archspec.errors import SpecError
+from archspec.source import Source, SourceError, parse_source, read_source
+from archspec.spec import Spec
+from archspec.trace import NetworkTrace, Totals, totals, trace_spec
+from archspec.validate import validate
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Everything ``check`` learned about one spec file."""
+
+    file: str
+    spec: Spec | None
+    generator: NetworkTrace | None
+    discriminator: NetworkTrace | None
+    errors: tuple[SpecError, ...]
+    batch_size: int
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def totals(self) -> Totals | None:
+        if self.generator is None or self.discriminator is None:
+            return None
+        return totals(self.generator, self.discriminator, self.batch_size)
+
+
+def check_file(path: str | Path, batch_size: int | None = None) -> CheckResult:
+    """Check the spec at ``path``; ``batch_size`` overrides ``train.batch_size`` for the memory totals."""
+    try:
+        source = read_source(path)
+    except SourceError as exc:
+        return CheckResult(str(path), None, None, None, (exc.error,), batch_size or 1)
+    return check_source(source, batch_size)
+
+
+def check_text(text: str, name: str = "<string>", batch_size: int | None = None) -> CheckResult:
+    """Check spec text (for tests and notebooks)."""
+    try:
+        source = parse_source(text, name)
+    except SourceError as exc:
+        return CheckResult(name, None, None, None, (exc.error,), batch_size or 1)
+    return check_source(source, batch_size)
+
+
+def check_source(source: Source, batch_size: int | None = None) -> CheckResult:
+    spec, errors = validate(source)
+    if spec is None:
+        return CheckResult(source.file, None, None, None, tuple(errors), batch_size or 1, source.text)
+    batch = batch_size or spec.train.batch_size
+    if batch != spec.train.batch_size:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"batch_size": batch})})
+    generator, discriminator = trace_spec(spec)
+    findings: list[Finding] = []
+    for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
+        findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
+    findings += gan_findings(spec, generator, discriminator)
+    errors = [source.error(f.loc, f.path, f.message, fix=f.fix, detail=f.detail) for f in findings]
+    errors.sort(key=lambda e: (e.line, e.column))
+    return CheckResult(source.file, spec, generator, discriminator, tuple(errors), batch, source.text)

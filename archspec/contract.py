@@ -1,0 +1,231 @@
+"""What makes two traced networks a GAN, and a spec trainable as written: the checks between layers.
+
+latent size = generator input, generator output = image = discriminator input, one discriminator value per
+sample; the loss fits the discriminator's last activation; the data range fits the generator's.
+Each failure comes with a fix computed by re-tracing the network with the changed layer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from archspec.layers import Layer
+from archspec.rules import Shape, fmt
+from archspec.spec import Spec
+from archspec.trace import LayerFault, NetworkTrace, Role, trace_network
+
+_SPATIAL = ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample")
+_CHANNELS = ("conv2d", "conv_transpose2d")
+_ELEMENTWISE = ("dropout", "leaky_relu", "relu", "gelu", "silu", "tanh", "sigmoid", "batch_norm1d",
+                "batch_norm2d", "instance_norm2d", "layer_norm")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem located at a layer (``index``) or a spec field (``loc``), before it becomes a SpecError."""
+
+    loc: tuple[str | int, ...]
+    path: str
+    message: str
+    fix: str | None = None
+    detail: tuple[str, ...] = ()
+
+
+def fault_finding(role: Role, fault: LayerFault, layers: list[Layer]) -> Finding:
+    """A layer fault, with a better fix when the cure is in an earlier layer (a view fed by a linear)."""
+    problem = fault.problem
+    fix = problem.fix
+    needed = problem.extra.get("needed")
+    if needed is not None:
+        feeder = _feeding_layer(layers, fault.index, ("linear",))
+        if feeder is not None:
+            fix = f"out_features: {needed} in {role}.layers[{feeder}], or {fix}"
+    loc: tuple[str | int, ...] = (role, "layers", fault.index)
+    if problem.field:
+        loc = (*loc, problem.field)
+    return Finding(loc, _path(role, fault.index, layers[fault.index]), problem.message, fix, problem.detail)
+
+
+def gan_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
+    """The contract between latent, generator, image and discriminator, and the train section's fit."""
+    findings: list[Finding] = []
+    if generator.complete:
+        findings += _generator_output(spec, generator)
+    if discriminator.complete:
+        findings += _discriminator_output(spec, discriminator)
+    findings += _train_fit(spec, generator, discriminator)
+    return findings
+
+
+def data_range(spec: Spec) -> tuple[float, float]:
+    """The range training scales images to: [-1, 1] for a tanh generator, else [0, 1] (the seed's)."""
+    if spec.train.data_range == "symmetric":
+        return (-1.0, 1.0)
+    if spec.train.data_range == "unit":
+        return (0.0, 1.0)
+    return (-1.0, 1.0) if _last_type(spec.generator.layers) == "tanh" else (0.0, 1.0)
+
+
+# --- generator output = image --------------------------------------------------------------------------------------
+
+
+def _generator_output(spec: Spec, generator: NetworkTrace) -> Iterator[Finding]:
+    out, image = generator.output, spec.image
+    assert out is not None
+    if out == image:
+        return
+    layers = list(spec.generator.layers)
+    if len(out) != 3:
+        last = len(layers) - 1
+        fix = f"append {{type: view, shape: {fmt(image)}}}" if _count(out) == _count(image) else None
+        yield Finding(("generator", "layers", last), _path("generator", last, layers[last]),
+                      f"output {fmt(out)}, but the image is {fmt(image)}", fix)
+        return
+    if out[0] != image[0]:
+        index = _last_of(layers, _CHANNELS)
+        if index is not None:
+            yield Finding(("generator", "layers", index, "out_channels"), _path("generator", index, layers[index]),
+                          f"output has {out[0]} channels, the image has {image[0]}", f"out_channels: {image[0]}")
+    if out[1:] != image[1:]:
+        index = _last_of(layers, _SPATIAL)
+        if index is None:
+            yield Finding(("generator",), "generator", f"output {fmt(out)}, but the image is {fmt(image)}")
+            return
+        t = generator.layers[index]
+        fix = _size_fix(spec.latent.size, layers, index, image)
+        yield Finding(("generator", "layers", index), _path("generator", index, layers[index]),
+                      f"output {out[1]}×{out[2]}, the image is {image[1]}×{image[2]}", fix, t.arithmetic)
+
+
+def _size_fix(latent: int, layers: list[Layer], index: int, image: Shape) -> str | None:
+    """The smallest change to ``layers[index]`` after which the generator outputs ``image``."""
+    for update in _candidates(layers[index]):
+        changed = [*layers[:index], layers[index].model_copy(update=update), *layers[index + 1 :]]
+        trace = trace_network("generator", (latent,), changed)
+        if trace.complete and not trace.faults and trace.output == image:
+            said = ", ".join(f"{k}: {_value(v)}" for k, v in update.items())
+            return f"{said} gives {image[1]}×{image[2]}"
+    return None
+
+
+def _candidates(layer: Layer) -> Iterator[dict[str, Any]]:
+    fields = layer.torch_kwargs()
+    kernel = fields.get("kernel_size", (1, 1))
+    dilation = fields.get("dilation", (1, 1))
+    stride = fields.get("stride") or kernel
+    reach = max(k * d for k, d in zip(kernel, dilation, strict=True))
+    paddings = [(p, p) for p in range(reach + 1)] if "padding" in fields else [fields.get("padding")]
+    out_paddings = [(o, o) for o in range(max(*stride, *dilation))] if "output_padding" in fields else [None]
+    for padding, out_padding in itertools.product(paddings, out_paddings):
+        update = {"padding": padding, "output_padding": out_padding}
+        yield {k: v for k, v in update.items() if v is not None and v != fields.get(k)}
+    if "kernel_size" in fields:
+        for k in sorted(range(1, 2 * max(kernel) + 2), key=lambda k: abs(k - max(kernel))):
+            yield {"kernel_size": (k, k)}
+    if isinstance(layer.torch_kwargs().get("scale_factor"), tuple):
+        for s in range(1, 9):
+            yield {"scale_factor": (float(s), float(s))}
+
+
+# --- discriminator output = one value -------------------------------------------------------------------------------
+
+
+def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[Finding]:
+    out = discriminator.output
+    assert out is not None
+    if out == (1,):
+        return
+    layers = list(spec.discriminator.layers)
+    last = len(layers) - 1
+    if len(out) > 1:
+        fix = "append {type: flatten} and {type: linear, out_features: 1}"
+    else:
+        linear = _last_of(layers, ("linear",))
+        fix = (f"out_features: 1 in discriminator.layers[{linear}]" if linear is not None
+               else "append {type: linear, out_features: 1}")
+    yield Finding(("discriminator", "layers", last), _path("discriminator", last, layers[last]),
+                  f"output {fmt(out)}, but a discriminator gives one value per sample, [1]", fix)
+
+
+# --- the train section fits the networks ---------------------------------------------------------------------------
+
+
+def _train_fit(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> Iterator[Finding]:
+    train = spec.train
+    d_layers, g_layers = list(spec.discriminator.layers), list(spec.generator.layers)
+    d_last = len(d_layers) - 1
+    ends_in_sigmoid = _last_type(d_layers) == "sigmoid"
+    if train.loss == "bce" and not ends_in_sigmoid:
+        yield Finding(("discriminator", "layers", d_last), _path("discriminator", d_last, d_layers[d_last]),
+                      "loss bce needs probabilities, but the discriminator does not end in sigmoid",
+                      "set train.loss: bce_logits (the sigmoid inside the loss), or append {type: sigmoid}")
+    elif train.loss != "bce" and ends_in_sigmoid:
+        yield Finding(("discriminator", "layers", d_last), _path("discriminator", d_last, d_layers[d_last]),
+                      f"loss {train.loss} takes raw scores, but the discriminator ends in sigmoid",
+                      f"remove discriminator.layers[{d_last}] (sigmoid), or set train.loss: bce")
+    if train.precision == "bf16" and train.loss == "bce":
+        yield Finding(("train", "precision"), "train.precision",
+                      "bf16 autocast cannot run BCELoss on sigmoid outputs (PyTorch refuses it as unsafe)",
+                      f"set train.loss: bce_logits and remove discriminator.layers[{d_last}] (sigmoid)")
+    g_last = _last_type(g_layers)
+    if train.data_range == "unit" and g_last == "tanh":
+        yield Finding(("train", "data_range"), "train.data_range",
+                      "the generator ends in tanh (values in [-1, 1]) but data_range is unit ([0, 1])",
+                      "data_range: symmetric (or auto)")
+    if train.data_range == "symmetric" and g_last == "sigmoid":
+        yield Finding(("train", "data_range"), "train.data_range",
+                      "the generator ends in sigmoid (values in [0, 1]) but data_range is symmetric ([-1, 1])",
+                      "data_range: unit (or auto)")
+    for net in (generator, discriminator):
+        yield from _batch_norm_fit(net, train.batch_size, g_layers if net.role == "generator" else d_layers)
+
+
+def _batch_norm_fit(net: NetworkTrace, batch_size: int, layers: list[Layer]) -> Iterator[Finding]:
+    for t in net.layers:
+        if t.type.startswith("batch_norm") and batch_size * _count(t.input[1:]) < 2:
+            yield Finding((net.role, "layers", t.index), _path(net.role, t.index, layers[t.index]),
+                          f"batch norm over {fmt(t.input)} sees one value per channel at batch_size "
+                          f"{batch_size}; PyTorch refuses to train it",
+                          "set train.batch_size: 2 or more, or use layer_norm")
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _path(role: str, index: int, layer: Layer) -> str:
+    return f"{role}.layers[{index}] ({layer.type})"  # type: ignore[attr-defined]
+
+
+def _last_type(layers: list[Layer] | Any) -> str | None:
+    return layers[-1].type if layers else None  # type: ignore[no-any-return]
+
+
+def _last_of(layers: list[Layer], kinds: tuple[str, ...]) -> int | None:
+    return next((i for i in range(len(layers) - 1, -1, -1) if layers[i].type in kinds), None)  # type: ignore[attr-defined]
+
+
+def _feeding_layer(layers: list[Layer], index: int, kinds: tuple[str, ...]) -> int | None:
+    """The nearest earlier layer of ``kinds`` that feeds ``layers[index]`` through element-wise layers only."""
+    for j in range(index - 1, -1, -1):
+        kind = layers[j].type  # type: ignore[attr-defined]
+        if kind in kinds:
+            return j
+        if kind not in _ELEMENTWISE:
+            return None
+    return None
+
+
+def _count(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, tuple) and len(set(v)) == 1:
+        v = v[0]
+    return f"{v:g}" if isinstance(v, float) else str(list(v) if isinstance(v, tuple) else v)

@@ -1,0 +1,218 @@
+"""Walk a validated spec layer by layer: every layer's shape, parameters and cost, before any weight exists.
+
+The one place where derived values (shapes, parameter counts, MACs, memory) are computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from archspec.layers import MAX_SIZE, WEIGHT_LAYERS, Layer
+from archspec.rules import RULES, Problem, Shape, Step
+from archspec.spec import Spec
+
+Role = Literal["generator", "discriminator"]
+FLOAT_BYTES = 4
+_ABBREVIATIONS = {
+    "kernel_size": "k",
+    "stride": "s",
+    "padding": "p",
+    "output_padding": "op",
+    "dilation": "d",
+    "groups": "g",
+    "negative_slope": "",
+    "scale_factor": "×",
+}
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """One layer of a traced network, for one sample (batch dimension excluded)."""
+
+    index: int
+    layer: Layer
+    input: Shape
+    output: Shape
+    arithmetic: tuple[str, ...]
+    params: int
+    macs: int
+
+    @property
+    def type(self) -> str:
+        return self.layer.type  # type: ignore[attr-defined, no-any-return]  # every concrete layer has one
+
+    @property
+    def label(self) -> str:
+        return describe(self.layer, self.input, self.output)
+
+    @property
+    def activation_bytes(self) -> int:
+        """float32 bytes of this layer's output for one sample."""
+        return math.prod(self.output) * FLOAT_BYTES
+
+
+@dataclass(frozen=True)
+class LayerFault:
+    """A layer the trace could not accept."""
+
+    index: int
+    layer: Layer
+    input: Shape
+    problem: Problem
+
+
+@dataclass(frozen=True)
+class NetworkTrace:
+    role: Role
+    input: Shape
+    layers: tuple[LayerTrace, ...]
+    faults: tuple[LayerFault, ...]
+    complete: bool  # False when a fault stopped the trace before the last layer
+
+    @property
+    def output(self) -> Shape | None:
+        if not self.complete:
+            return None
+        return self.layers[-1].output if self.layers else self.input
+
+    @property
+    def params(self) -> int:
+        return sum(t.params for t in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(t.macs for t in self.layers)
+
+    @property
+    def activation_bytes(self) -> int:
+        return sum(t.activation_bytes for t in self.layers)
+
+    def first_weight_macs(self) -> int:
+        """MACs of the first layer with weights: its input-gradient is never needed when the input is data."""
+        return next((t.macs for t in self.layers if t.type in WEIGHT_LAYERS), 0)
+
+
+def trace_network(role: Role, input_shape: Shape, layers: Sequence[Layer]) -> NetworkTrace:
+    """Trace ``layers`` from ``input_shape``; stops at the first fault that leaves the shape unknown."""
+    shape = input_shape
+    traced: list[LayerTrace] = []
+    faults: list[LayerFault] = []
+    for index, layer in enumerate(layers):
+        try:
+            step = RULES[layer.type](layer, shape)  # type: ignore[attr-defined]
+        except Problem as problem:
+            faults.append(LayerFault(index, layer, shape, problem))
+            if problem.output is None:
+                return NetworkTrace(role, input_shape, tuple(traced), tuple(faults), complete=False)
+            step = problem.output
+        too_big = _too_big(step)
+        if too_big:
+            faults.append(LayerFault(index, layer, shape, too_big))
+            return NetworkTrace(role, input_shape, tuple(traced), tuple(faults), complete=False)
+        traced.append(LayerTrace(index, layer, shape, step.output, step.arithmetic, step.params, step.macs))
+        shape = step.output
+    return NetworkTrace(role, input_shape, tuple(traced), tuple(faults), complete=True)
+
+
+def _too_big(step: Step) -> Problem | None:
+    values = math.prod(step.output)
+    if values > MAX_SIZE:
+        return Problem(f"output {list(step.output)} holds {values:,} values per sample, over 2^31")
+    if step.params > MAX_SIZE:
+        return Problem(f"{step.params:,} parameters in one layer, over 2^31")
+    return None
+
+
+def describe(layer: Layer, input_shape: Shape, output: Shape) -> str:
+    """``conv_transpose2d 256→3 k=8 s=2 p=1``: the type, the channel change and the non-default arguments."""
+    kind: str = layer.type  # type: ignore[attr-defined]
+    parts = [kind]
+    if kind == "linear":
+        parts.append(f"{input_shape[-1]}→{output[-1]}")
+    elif kind in ("conv2d", "conv_transpose2d"):
+        parts.append(f"{input_shape[0]}→{output[0]}")
+    elif kind == "view":
+        parts.append(_brackets(output))
+    defaults = type(layer).model_fields
+    for name, value in layer.torch_kwargs().items():
+        skip = name in ("in_channels", "in_features", "num_features", "out_channels", "out_features", "shape")
+        if skip or value == defaults[name].default:
+            continue
+        short = _ABBREVIATIONS.get(name, name + "=")
+        if short and not short.endswith("=") and short != "×":
+            short += "="
+        parts.append(f"{short}{_compact(value)}")
+    return " ".join(parts)
+
+
+def _compact(value: object) -> str:
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        value = value[0]
+    if isinstance(value, tuple):
+        return "(" + ",".join(_compact(v) for v in value) + ")"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _brackets(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Whole-GAN numbers for one training step at ``batch_size``."""
+
+    batch_size: int
+    params_generator: int
+    params_discriminator: int
+    macs_generator: int
+    macs_discriminator: int
+    train_step_flops: int  # per image: D on real, D on G(z).detach(), G through D
+    weights_bytes: int
+    gradients_bytes: int
+    adam_bytes: int
+    activations_bytes: int
+
+    @property
+    def params(self) -> int:
+        return self.params_generator + self.params_discriminator
+
+    @property
+    def train_memory_bytes(self) -> int:
+        return self.weights_bytes + self.gradients_bytes + self.adam_bytes + self.activations_bytes
+
+
+def totals(generator: NetworkTrace, discriminator: NetworkTrace, batch_size: int) -> Totals:
+    """Parameters, MACs, FLOPs and the memory of one training step of the seed's loop.
+
+    Backward costs one forward for the weight gradients and one for the input gradients, except that no layer
+    needs the gradient of data it was fed directly. Per image, with F the forward MACs and f the first weight
+    layer's MACs: D on real is 3F_D − f_D, D on fake is F_G + 3F_D − f_D, the G update is F_G + 3F_D + 2F_G − f_G.
+    """
+    fg, fd = generator.macs, discriminator.macs
+    step_macs = 9 * fd + 4 * fg - 2 * discriminator.first_weight_macs() - generator.first_weight_macs()
+    params = generator.params + discriminator.params
+    return Totals(
+        batch_size=batch_size,
+        params_generator=generator.params,
+        params_discriminator=discriminator.params,
+        macs_generator=fg,
+        macs_discriminator=fd,
+        train_step_flops=2 * step_macs,
+        weights_bytes=params * FLOAT_BYTES,
+        gradients_bytes=params * FLOAT_BYTES,
+        adam_bytes=2 * params * FLOAT_BYTES,
+        # The generator update keeps every activation of G and D alive for its backward pass.
+        activations_bytes=batch_size * (generator.activation_bytes + discriminator.activation_bytes),
+    )
+
+
+def trace_spec(spec: Spec) -> tuple[NetworkTrace, NetworkTrace]:
+    """Trace both networks: the generator from the latent vector, the discriminator from the image."""
+    generator = trace_network("generator", (spec.latent.size,), spec.generator.layers)
+    discriminator = trace_network("discriminator", spec.image, spec.discriminator.layers)
+    return generator, discriminator
