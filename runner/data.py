@@ -1,0 +1,348 @@
+"""The images training reads: one uint8 tensor (N, C, H, W) in memory, served as batches.
+
+Three sources: the built-in synthetic faces, uniform random pixels (for ``--dry-run``) and HDF5 files in one of
+three layouts, found automatically:
+
+* packed (``archspec data pack``): one dataset ``images`` of shape (N, H, W, C);
+* the seed's file: a group such as ``img_align_celeba`` holding one (H, W, C) dataset per image;
+* any other single 4-D uint8 dataset (N, H, W, C).
+
+``path.h5:name`` picks a group or dataset by name when a file holds several candidates. Images larger than the
+spec's size are centre-cropped with the seed's rule (start = dim // 2 - size // 2); grey images are repeated to
+three channels when the spec wants RGB.
+
+Shuffled order is reproducible: ``batches(shuffle=True, generator=epoch_generator(epoch, seed))`` visits
+``epoch_permutation(len(images), epoch, seed)``, and ``start=k`` skips the first k batches of that order, so a run
+resumed mid-epoch sees exactly the batches it had not seen.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from runner.errors import RunError
+from runner.synthetic import synthetic_faces
+
+Progress = Callable[[int, int], None]
+
+# Bytes of stored images read per HDF5 call: large enough that per-call overhead vanishes, small enough that the
+# staging buffer stays in memory we have already touched.
+_READ_BYTES = 32 << 20
+# The seed's per-image layout reports progress this often (each image is a separate gzip decode).
+_PROGRESS_EVERY = 256
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Where the images came from and how they are stored."""
+
+    source: str  # "synthetic", "random", or the file path
+    layout: str  # "packed", "per-image group 'img_align_celeba'", "dataset 'x'", "synthetic", "random"
+    count: int
+    stored_shape: tuple[int, int, int]  # H, W, C as stored
+    value_range: tuple[float, float]  # what to_float scales to: (0.0, 1.0) or (-1.0, 1.0)
+
+
+class ImageSet:
+    """All images of a data set as one uint8 tensor ``images`` (N, C, H, W), plus where they came from."""
+
+    def __init__(self, images: torch.Tensor, info: DataInfo) -> None:
+        self.images = images
+        self.info = info
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        """The same images on ``device``, copied once (a whole data set fits on most GPUs as uint8)."""
+        return ImageSet(self.images.to(device), self.info)
+
+    def num_batches(self, batch_size: int, *, drop_last: bool = True, indices: torch.Tensor | None = None) -> int:
+        """How many batches ``batches`` yields from the start of a pass with these arguments."""
+        count = len(self) if indices is None else int(indices.numel())
+        whole, rest = divmod(count, batch_size)
+        return whole + (1 if rest and not drop_last else 0)
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool = True,
+        start: int = 0,
+        indices: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """One pass of uint8 batches (B, C, H, W) on the images' device.
+
+        In stored order, or with ``shuffle`` in the order ``torch.randperm(n, generator=generator)``.
+        ``indices`` restricts the pass to those images (a rank's share), taken in the given order or shuffled
+        among themselves. ``start`` skips that many batches, to resume mid-epoch. Unshuffled batches over the
+        whole set are views of the data: copy before changing them in place.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        order = self._order(shuffle, generator, indices)
+        total = self.num_batches(batch_size, drop_last=drop_last, indices=indices)
+        for k in range(start, total):
+            lo, hi = k * batch_size, (k + 1) * batch_size
+            yield self.images[lo:hi] if order is None else self.images.index_select(0, order[lo:hi])
+
+    def to_float(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch as float32 in this set's value range, on the batch's device."""
+        return to_float(batch_uint8, self.info.value_range)
+
+    def _order(
+        self, shuffle: bool, generator: torch.Generator | None, indices: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        if indices is None and not shuffle:
+            return None
+        base = torch.arange(len(self)) if indices is None else indices.to("cpu", torch.long)
+        if shuffle:
+            base = base[torch.randperm(base.numel(), generator=generator)]
+        return base.to(self.images.device)
+
+
+def open_images(
+    source: str | None,
+    image_shape: tuple[int, int, int],
+    value_range: tuple[float, float],
+    seed: int = 0,
+    synthetic_count: int = 2048,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> ImageSet:
+    """Load every image of ``source`` into memory as uint8 (N, C, H, W) for ``image_shape`` (C, H, W).
+
+    ``source`` is None or "synthetic" (built-in faces, ``synthetic_count`` of them, drawn from ``seed``),
+    "random" (uniform noise for dry runs), or an HDF5 path, optionally ``path.h5:name``. ``limit`` keeps the
+    first images only. ``progress(done, total)`` is called while a file is read. Every problem with the source
+    raises RunError before anything is trained.
+    """
+    channels, height, width = image_shape
+    _check_value_range(value_range)
+    if limit is not None and limit < 1:
+        raise RunError(f"data limit {limit}: must be at least 1")
+    if source is None or source in ("synthetic", "random"):
+        count = synthetic_count if limit is None else min(limit, synthetic_count)
+        return _generated(source or "synthetic", count, image_shape, value_range, seed)
+    path, name = _split_source(source)
+    images, info = _read_file(path, name, (height, width, channels), limit, progress)
+    return ImageSet(images, DataInfo(source, info.layout, len(images), info.stored_shape, value_range))
+
+
+def to_float(batch_uint8: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """uint8 pixels as float32 in ``value_range``: x / 255 for (0, 1), x / 127.5 - 1 for (-1, 1)."""
+    x = batch_uint8.to(torch.float32)
+    low, high = value_range
+    if (low, high) == (0.0, 1.0):
+        return x / 255.0
+    if (low, high) == (-1.0, 1.0):
+        return x / 127.5 - 1.0
+    return x * ((high - low) / 255.0) + low
+
+
+def epoch_generator(epoch: int, seed: int) -> torch.Generator:
+    """The generator that shuffles ``epoch`` of a run seeded with ``seed``; independent of any other state."""
+    # SeedSequence mixes (seed, epoch) so that neighbouring seeds and epochs give unrelated streams.
+    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return torch.Generator().manual_seed(mixed)
+
+
+def epoch_permutation(n: int, epoch: int, seed: int) -> torch.Tensor:
+    """The order in which ``batches(shuffle=True, generator=epoch_generator(epoch, seed))`` visits n images."""
+    return torch.randperm(n, generator=epoch_generator(epoch, seed))
+
+
+def natural_key(name: str) -> tuple[str | int, ...]:
+    """Sort key that orders "2.jpg" before "10.jpg": digit runs compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A place in an HDF5 file that may hold the images: a 4-D dataset or a group of 3-D datasets."""
+
+    name: str
+    kind: str  # "dataset" or "group"
+    count: int
+
+    def describe(self) -> str:
+        what = "4-D dataset" if self.kind == "dataset" else "group of per-image datasets"
+        return f"'{self.name}' ({what}, {self.count} images)"
+
+
+@dataclass(frozen=True)
+class _Read:
+    layout: str
+    stored_shape: tuple[int, int, int]
+
+
+def _check_value_range(value_range: tuple[float, float]) -> None:
+    low, high = value_range
+    if not low < high:
+        raise RunError(f"value range {value_range}: the low end must be below the high end, e.g. (-1.0, 1.0)")
+
+
+def _generated(
+    kind: str, count: int, image_shape: tuple[int, int, int], value_range: tuple[float, float], seed: int
+) -> ImageSet:
+    channels, height, width = image_shape
+    if kind == "random":
+        gen = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (count, channels, height, width), generator=gen, dtype=torch.uint8)
+    else:
+        faces = synthetic_faces(count, (height, width, channels), seed)
+        images = torch.from_numpy(faces).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, DataInfo(kind, kind, count, (height, width, channels), value_range))
+
+
+def _split_source(source: str) -> tuple[Path, str | None]:
+    """``path.h5:name`` to (path, name); a path that exists as written wins over the split."""
+    path = Path(source)
+    if path.exists() or ":" not in source:
+        return path, None
+    head, name = source.rsplit(":", 1)
+    return Path(head), name.strip("/") or "/"
+
+
+def _read_file(
+    path: Path, name: str | None, want: tuple[int, int, int], limit: int | None, progress: Progress | None
+) -> tuple[torch.Tensor, _Read]:
+    if not path.exists():
+        raise RunError(f"{path}: no such file")
+    if path.is_dir():
+        raise RunError(f"{path}: is a folder, not an HDF5 file; pack it with `archspec data pack {path} out.h5`")
+    try:
+        with h5py.File(path, "r") as f:
+            candidate = _choose(path, f, name)
+            if candidate.kind == "dataset":
+                return _read_stacked(path, f[candidate.name], want, limit, progress)
+            return _read_group(path, candidate.name, f[candidate.name], want, limit, progress)
+    except OSError as err:
+        # h5py raises OSError for a file that is not HDF5, is truncated, or has a corrupt chunk.
+        raise RunError(f"{path}: not a readable HDF5 file: {_one_line(err)}") from err
+
+
+def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
+    found = _candidates(f)
+    listing = ", ".join(c.describe() for c in found) or "none"
+    if name is not None:
+        for c in found:
+            if c.name == name:
+                return c
+        raise RunError(f"{path}:{name}: not a 4-D image dataset or a group of images; candidates: {listing}")
+    if not found:
+        raise RunError(
+            f"{path}: no image datasets found (want a 4-D (N, H, W, C) dataset or a group of (H, W, C) datasets)"
+        )
+    if len(found) > 1:
+        raise RunError(f"{path}: several image sets: {listing}; choose one with {path}:{found[0].name}")
+    return found[0]
+
+
+def _candidates(f: h5py.File) -> list[_Candidate]:
+    found: list[_Candidate] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.ndim == 4:
+            found.append(_Candidate(name, "dataset", int(obj.shape[0])))
+        elif isinstance(obj, h5py.Group):
+            count = sum(1 for child in obj.values() if isinstance(child, h5py.Dataset) and child.ndim == 3)
+            if count:
+                found.append(_Candidate(name, "group", count))
+
+    visit("/", f)
+    f.visititems(visit)
+    return found
+
+
+def _read_stacked(
+    path: Path, ds: h5py.Dataset, want: tuple[int, int, int], limit: int | None, progress: Progress | None
+) -> tuple[torch.Tensor, _Read]:
+    where = f"{path}:{ds.name.lstrip('/')}"
+    stored = (int(ds.shape[1]), int(ds.shape[2]), int(ds.shape[3]))
+    _check_images(where, ds.dtype, stored, want)
+    count = int(ds.shape[0]) if limit is None else min(limit, int(ds.shape[0]))
+    if count == 0:
+        raise RunError(f"{where}: the dataset holds 0 images")
+    (height, width, channels), (top, left) = want, _crop_start(stored, want)
+    out = torch.empty((count, channels, height, width), dtype=torch.uint8)
+    step = _read_step(ds, stored)
+    # A reused staging block, then one permuting copy: each byte of the big tensor is written once.
+    staging = np.empty((step, height, width, stored[2]), dtype=np.uint8)
+    for lo in range(0, count, step):
+        hi = min(count, lo + step)
+        ds.read_direct(staging, np.s_[lo:hi, top : top + height, left : left + width, :], np.s_[0 : hi - lo])
+        block = torch.from_numpy(staging[: hi - lo]).permute(0, 3, 1, 2)
+        out[lo:hi].copy_(block.expand(-1, channels, -1, -1))
+        if progress is not None:
+            progress(hi, count)
+    layout = "packed" if ds.name == "/images" else f"dataset '{ds.name.lstrip('/')}'"
+    return out, _Read(layout, stored)
+
+
+def _read_group(
+    path: Path,
+    name: str,
+    group: h5py.Group,
+    want: tuple[int, int, int],
+    limit: int | None,
+    progress: Progress | None,
+) -> tuple[torch.Tensor, _Read]:
+    keys = sorted((k for k, v in group.items() if isinstance(v, h5py.Dataset) and v.ndim == 3), key=natural_key)
+    keys = keys[:limit] if limit is not None else keys
+    first = group[keys[0]]
+    stored = (int(first.shape[0]), int(first.shape[1]), int(first.shape[2]))
+    height, width, channels = want
+    out = torch.empty((len(keys), channels, height, width), dtype=torch.uint8)
+    for i, key in enumerate(keys):
+        ds = group[key]
+        shape = (int(ds.shape[0]), int(ds.shape[1]), int(ds.shape[2]))
+        _check_images(f"{path}:{name.strip('/')}/{key}", ds.dtype, shape, want)
+        top, left = _crop_start(shape, want)
+        img = torch.from_numpy(ds[top : top + height, left : left + width, :]).permute(2, 0, 1)
+        out[i].copy_(img.expand(channels, -1, -1))
+        if progress is not None and ((i + 1) % _PROGRESS_EVERY == 0 or i + 1 == len(keys)):
+            progress(i + 1, len(keys))
+    label = "/" if name == "/" else name.strip("/")
+    return out, _Read(f"per-image group '{label}'", stored)
+
+
+def _check_images(where: str, dtype: np.dtype[np.generic], stored: tuple[int, int, int], want: tuple[int, int, int]) -> None:
+    (s_h, s_w, s_c), (w_h, w_w, w_c) = stored, want
+    if dtype != np.uint8:
+        raise RunError(f"{where}: holds {dtype} data; expected uint8 pixels 0..255 (repack with `archspec data pack`)")
+    if s_c not in (1, 3):
+        raise RunError(f"{where}: images of shape {stored} (H, W, C) have {s_c} channels; expected 1 or 3 last")
+    if s_c == 3 and w_c == 1:
+        raise RunError(f"{where}: images have 3 channels but the spec's image_shape wants 1; set it to 3 channels")
+    if s_h < w_h or s_w < w_w:
+        raise RunError(
+            f"{where}: stored images are {s_h}x{s_w} (HxW), smaller than the {w_h}x{w_w} the spec needs; "
+            f"repack with `archspec data pack SRC OUT.h5 --size {max(w_h, w_w)} --resize`"
+        )
+
+
+def _crop_start(stored: tuple[int, int, int], want: tuple[int, int, int]) -> tuple[int, int]:
+    return stored[0] // 2 - want[0] // 2, stored[1] // 2 - want[1] // 2
+
+
+def _read_step(ds: h5py.Dataset, stored: tuple[int, int, int]) -> int:
+    """Images per read: about _READ_BYTES, in whole chunks so no chunk is decoded twice."""
+    per_chunk = int(ds.chunks[0]) if ds.chunks is not None else 1
+    chunks = max(1, _READ_BYTES // (per_chunk * stored[0] * stored[1] * stored[2]))
+    return chunks * per_chunk
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

@@ -1,0 +1,198 @@
+"""``archspec data pack``: decode a folder or zip of images into one HDF5 dataset that training reads fast.
+
+The output holds one uint8 dataset ``images`` of shape (N, S, S, 3), chunked in whole images, so the reader can
+pull large contiguous slices; the seed's one-dataset-per-image layout has to decode every image separately.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from runner.errors import RunError
+
+FORMAT_VERSION = 1
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+# Images written per HDF5 call, and the chunk height: 64 RGB images of 128x128 are a 3 MB chunk.
+BLOCK = 64
+# Pillow decodes with the GIL released, so a few threads decode JPEGs in parallel.
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+
+Progress = Callable[[int, int], None]
+
+# What Pillow raises for a file it cannot read: UnidentifiedImageError and truncation are OSErrors, a broken
+# PNG chunk is a SyntaxError, a bad mode a ValueError, an enormous image a DecompressionBombError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """What ``pack_images`` wrote: the image count, the dataset's shape (N, S, S, 3) and the output path."""
+
+    count: int
+    shape: tuple[int, int, int, int]
+    path: Path
+
+
+def pack_images(
+    src: Path,
+    out: Path,
+    size: int,
+    limit: int | None,
+    resize: bool,
+    progress: Progress | None = None,
+    *,
+    overwrite: bool = False,
+    compression: str | None = None,
+) -> PackReport:
+    """Decode the images under ``src`` (a folder, searched recursively, or a .zip) into ``out``.
+
+    Files are taken in sorted path order, the first ``limit`` of them when given. Each is converted to RGB and
+    centre-cropped to ``size`` x ``size`` with the seed's rule (start = dim // 2 - size // 2 on each axis);
+    with ``resize`` the shorter side is first scaled to ``size`` (bicubic), the DCGAN recipe. The file is
+    written to a temporary name beside ``out`` and renamed into place only when complete, and an existing
+    ``out`` is replaced only with ``overwrite``. ``progress(done, total)`` is called after each block.
+    ``compression`` is passed to h5py ("lzf", "gzip" or None); None reads fastest.
+    """
+    _check_arguments(src, out, size, limit, overwrite)
+    with _open_source(src) as source:
+        names = source.names[:limit] if limit is not None else source.names
+        if not names:
+            raise RunError(f"{src}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        shape = (len(names), size, size, 3)
+        crop = f"resize+center {size}x{size}" if resize else f"center {size}x{size}"
+        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+        try:
+            with h5py.File(tmp, "w") as f:
+                ds = f.create_dataset(
+                    "images", shape=shape, dtype=np.uint8, chunks=(min(len(names), BLOCK), size, size, 3),
+                    compression=compression,
+                )
+                ds.attrs.update(source=str(src), crop=crop, count=len(names), format_version=FORMAT_VERSION)
+                _write_blocks(ds, source, names, size, resize, progress)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return PackReport(count=len(names), shape=shape, path=out)
+
+
+def centre_crop_box(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of the seed's centre crop: start = dim // 2 - size // 2 on each axis."""
+    return height // 2 - size // 2, width // 2 - size // 2
+
+
+def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) with the shorter side scaled to ``size``; the longer side truncates, like torchvision."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+class _Source:
+    """The image files of a folder or a zip, by sorted name, and a way to read one's bytes."""
+
+    def __init__(self, root: Path, names: list[str], archive: zipfile.ZipFile | None) -> None:
+        self.root = root
+        self.names = names
+        self._archive = archive
+
+    def read(self, name: str) -> bytes:
+        try:
+            if self._archive is not None:
+                return self._archive.read(name)
+            return (self.root / name).read_bytes()
+        except (OSError, zipfile.BadZipFile) as err:
+            raise RunError(f"{self.where(name)}: cannot read: {_one_line(err)}") from err
+
+    def where(self, name: str) -> str:
+        return f"{self.root}:{name}" if self._archive is not None else str(self.root / name)
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._archive is not None:
+            self._archive.close()
+
+
+def _check_arguments(src: Path, out: Path, size: int, limit: int | None, overwrite: bool) -> None:
+    if size < 1:
+        raise RunError(f"--size {size}: must be a positive number of pixels")
+    if limit is not None and limit < 1:
+        raise RunError(f"--limit {limit}: must be at least 1")
+    if not src.exists():
+        raise RunError(f"{src}: no such file or folder")
+    if out.is_dir():
+        raise RunError(f"{out}: is a folder; give the path of the .h5 file to write")
+    if out.exists() and not overwrite:
+        raise RunError(f"{out}: already exists; pass --force to replace it")
+    if not out.parent.is_dir():
+        raise RunError(f"{out.parent}: no such folder to write {out.name} into")
+
+
+def _open_source(src: Path) -> _Source:
+    if src.is_dir():
+        files = (p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return _Source(src, sorted(p.relative_to(src).as_posix() for p in files), None)
+    try:
+        archive = zipfile.ZipFile(src)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise RunError(f"{src}: not a folder or a readable .zip file: {_one_line(err)}") from err
+    return _Source(src, sorted(_zip_images(archive)), archive)
+
+
+def _zip_images(archive: zipfile.ZipFile) -> Iterator[str]:
+    for info in archive.infolist():
+        # macOS zips carry "__MACOSX/._x.jpg" resource forks that are not images.
+        if info.is_dir() or info.filename.startswith("__MACOSX/"):
+            continue
+        if Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
+            yield info.filename
+
+
+def _write_blocks(
+    ds: h5py.Dataset, source: _Source, names: Sequence[str], size: int, resize: bool, progress: Progress | None
+) -> None:
+    block = np.empty((BLOCK, size, size, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        for lo in range(0, len(names), BLOCK):
+            chunk = names[lo : lo + BLOCK]
+            # Bytes are read on this thread (a ZipFile is not safe to share); only decoding is parallel.
+            data = [(name, source.read(name)) for name in chunk]
+            crops = pool.map(lambda item: _decode(source.where(item[0]), item[1], size, resize), data)
+            for i, crop in enumerate(crops):
+                block[i] = crop
+            ds[lo : lo + len(chunk)] = block[: len(chunk)]
+            if progress is not None:
+                progress(lo + len(chunk), len(names))
+
+
+def _decode(where: str, data: bytes, size: int, resize: bool) -> npt.NDArray[np.uint8]:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            rgb = img.convert("RGB")
+    except _DECODE_ERRORS as err:
+        raise RunError(f"{where}: cannot decode image: {_one_line(err)}") from err
+    if resize:
+        rgb = rgb.resize(resized_size(rgb.width, rgb.height, size), Image.Resampling.BICUBIC)
+    elif rgb.width < size or rgb.height < size:
+        raise RunError(
+            f"{where}: image is {rgb.height}x{rgb.width} (HxW), smaller than the {size}x{size} crop; "
+            f"pass --resize to scale it first or use --size {min(rgb.height, rgb.width)}"
+        )
+    top, left = centre_crop_box(rgb.height, rgb.width, size)
+    return np.asarray(rgb)[top : top + size, left : left + size]
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
