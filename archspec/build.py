@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from archspec.check import CheckResult, check_file
-from archspec.errors import SpecInvalid
+from archspec.contract import Finding, fault_finding, gan_findings
+from archspec.errors import SpecError, SpecInvalid
 from archspec.layers import Layer
 from archspec.spec import Spec
 from archspec.trace import LayerTrace, NetworkTrace, trace_spec
@@ -65,9 +66,10 @@ def build(spec: Spec | CheckResult | str | Path, device: Any = None) -> GAN:
             raise SpecInvalid(list(spec.errors))
         spec = spec.spec
     generator, discriminator = trace_spec(spec)
-    for net in (generator, discriminator):
-        if not net.complete or net.faults:
-            raise SpecInvalid([])  # pragma: no cover - a Spec that checked always traces
+    # A Spec made in Python skipped check: hold it to the same layer faults and GAN contract.
+    errors = _spec_errors(spec, generator, discriminator)
+    if errors:
+        raise SpecInvalid(errors)
     return GAN(spec, build_network(generator, device), build_network(discriminator, device))
 
 
@@ -79,6 +81,15 @@ def build_network(trace: NetworkTrace, device: Any = None) -> nn.Sequential:
         children[key] = BUILDERS[t.type](t)
     net = nn.Sequential(children)
     return net.to(device) if device is not None else net
+
+
+def _spec_errors(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[SpecError]:
+    """What ``check`` would report, without file positions (a Spec object has no source text)."""
+    findings: list[Finding] = []
+    for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
+        findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
+    findings += gan_findings(spec, generator, discriminator)
+    return [SpecError(f"<spec {spec.name}>", 0, 0, f.path, f.message, f.fix, f.detail) for f in findings]
 
 
 def _kwargs(t: LayerTrace, *drop: str) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""``archspec summary``: torchinfo's view of the built networks, on the meta device (no weight memory)."""
+
+from __future__ import annotations
+
+import torch
+from torchinfo import summary
+
+from archspec.build import build
+from archspec.check import CheckResult
+
+
+def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
+    """torchinfo tables of both networks built on the meta device, one after the other.
+
+    torchinfo 1.8 counts a ConvTranspose2d's MACs on the output grid; ``archspec check`` counts them on the input
+    grid, where each input pixel scatters a kernel window (and agrees with torch.utils.flop_counter).
+    """
+    gan = build(result, device=torch.device("meta"))
+    assert result.spec is not None
+    parts = []
+    for title, net, shape in (
+        ("generator", gan.generator, (batch_size, result.spec.latent.size)),
+        ("discriminator", gan.discriminator, (batch_size, *result.spec.image)),
+    ):
+        stats = summary(net, input_size=shape, device=torch.device("meta"), depth=depth, verbose=0,
+                        col_names=("input_size", "output_size", "num_params", "mult_adds"))
+        parts.append(f"{result.spec.name} · {title}\n{stats}")
+    return "\n\n".join(parts)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv (if needed) and install archspec with its test extra into it.
+# torch is installed first, pinned, so that pip never resolves pyproject's range to a different build:
+# on the project's CI machines torch==2.13.0 is a small CPU wheel on local disk; elsewhere it is PyPI's build
+# (CUDA on Linux). Set ARCHSPEC_TORCH to pin another version, or install torch yourself first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+PY=.venv/bin/python
+"$PY" -m pip install --quiet --upgrade pip 2>/dev/null || true
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "$PY" -m pip install --quiet "torch==${ARCHSPEC_TORCH:-2.13.0}"
+fi
+"$PY" -m pip install --quiet -e ".[test]"
