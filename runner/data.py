@@ -1,19 +1,19 @@
 """The images training reads: one uint8 tensor (N, C, H, W) in memory, served as batches.
 
-Three sources: the built-in synthetic faces, uniform random pixels (for ``--dry-run``) and HDF5 files in one of
-three layouts, found automatically:
+Three sources: the built-in synthetic faces, uniform random pixels (for ``--dry-run``) and HDF5 files in one
+of three layouts, found automatically:
 
 * packed (``archspec data pack``): one dataset ``images`` of shape (N, H, W, C);
 * the seed's file: a group such as ``img_align_celeba`` holding one (H, W, C) dataset per image;
 * any other single 4-D uint8 dataset (N, H, W, C).
 
-``path.h5:name`` picks a group or dataset by name when a file holds several candidates. Images larger than the
-spec's size are centre-cropped with the seed's rule (start = dim // 2 - size // 2); grey images are repeated to
-three channels when the spec wants RGB.
+``path.h5:name`` picks a group or dataset by name when a file holds several candidates. Images larger than
+the spec's size are centre-cropped with the seed's rule (start = dim // 2 - size // 2); grey images are
+repeated to three channels when the spec wants RGB.
 
 Shuffled order is reproducible: ``batches(shuffle=True, generator=epoch_generator(epoch, seed))`` visits
-``epoch_permutation(len(images), epoch, seed)``, and ``start=k`` skips the first k batches of that order, so a run
-resumed mid-epoch sees exactly the batches it had not seen.
+``epoch_permutation(len(images), epoch, seed)``, and ``start=k`` skips the first k batches of that order, so
+a run resumed mid-epoch sees exactly the batches it had not seen.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from runner.synthetic import synthetic_faces
 
 Progress = Callable[[int, int], None]
 
-# Bytes of stored images read per HDF5 call: large enough that per-call overhead vanishes, small enough that the
-# staging buffer stays in memory we have already touched.
+# Bytes of stored images read per HDF5 call: large enough that per-call overhead vanishes, small enough
+# that the staging buffer stays in memory we have already touched.
 _READ_BYTES = 32 << 20
 # The seed's per-image layout reports progress this often (each image is a separate gzip decode).
 _PROGRESS_EVERY = 256
@@ -64,7 +64,9 @@ class ImageSet:
         """The same images on ``device``, copied once (a whole data set fits on most GPUs as uint8)."""
         return ImageSet(self.images.to(device), self.info)
 
-    def num_batches(self, batch_size: int, *, drop_last: bool = True, indices: torch.Tensor | None = None) -> int:
+    def num_batches(
+        self, batch_size: int, *, drop_last: bool = True, indices: torch.Tensor | None = None
+    ) -> int:
         """How many batches ``batches`` yields from the start of a pass with these arguments."""
         count = len(self) if indices is None else int(indices.numel())
         whole, rest = divmod(count, batch_size)
@@ -142,13 +144,16 @@ def open_images(
 
 def to_float(batch_uint8: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     """uint8 pixels as float32 in ``value_range``: x / 255 for (0, 1), x / 127.5 - 1 for (-1, 1)."""
+    if batch_uint8.dtype != torch.uint8:
+        raise TypeError(f"to_float expects a uint8 batch, got {batch_uint8.dtype}")
+    # In place on the one new float tensor: a second batch-sized allocation costs as much as the arithmetic.
     x = batch_uint8.to(torch.float32)
     low, high = value_range
     if (low, high) == (0.0, 1.0):
-        return x / 255.0
+        return x.div_(255.0)
     if (low, high) == (-1.0, 1.0):
-        return x / 127.5 - 1.0
-    return x * ((high - low) / 255.0) + low
+        return x.div_(127.5).sub_(1.0)
+    return x.mul_((high - low) / 255.0).add_(low)
 
 
 def epoch_generator(epoch: int, seed: int) -> torch.Generator:
@@ -159,7 +164,7 @@ def epoch_generator(epoch: int, seed: int) -> torch.Generator:
 
 
 def epoch_permutation(n: int, epoch: int, seed: int) -> torch.Tensor:
-    """The order in which ``batches(shuffle=True, generator=epoch_generator(epoch, seed))`` visits n images."""
+    """The order of ``batches(shuffle=True, generator=epoch_generator(epoch, seed))`` over n images."""
     return torch.randperm(n, generator=epoch_generator(epoch, seed))
 
 
@@ -174,7 +179,8 @@ class _Candidate:
 
     name: str
     kind: str  # "dataset" or "group"
-    count: int
+    count: int  # images in a dataset; members of a group
+    uint8: bool
 
     def describe(self) -> str:
         what = "4-D dataset" if self.kind == "dataset" else "group of per-image datasets"
@@ -221,7 +227,9 @@ def _read_file(
     if not path.exists():
         raise RunError(f"{path}: no such file")
     if path.is_dir():
-        raise RunError(f"{path}: is a folder, not an HDF5 file; pack it with `archspec data pack {path} out.h5`")
+        raise RunError(
+            f"{path}: is a folder, not an HDF5 file; pack it with `archspec data pack {path} out.h5`"
+        )
     try:
         with h5py.File(path, "r") as f:
             candidate = _choose(path, f, name)
@@ -234,7 +242,7 @@ def _read_file(
 
 
 def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
-    found = _candidates(f)
+    found = _candidates(f, "/")
     listing = ", ".join(c.describe() for c in found) or "none"
     if name is not None:
         for c in found:
@@ -243,26 +251,34 @@ def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
         raise RunError(f"{path}:{name}: not a 4-D image dataset or a group of images; candidates: {listing}")
     if not found:
         raise RunError(
-            f"{path}: no image datasets found (want a 4-D (N, H, W, C) dataset or a group of (H, W, C) datasets)"
+            f"{path}: no image datasets found "
+            "(want a 4-D (N, H, W, C) dataset or a group of (H, W, C) datasets)"
         )
-    if len(found) > 1:
-        raise RunError(f"{path}: several image sets: {listing}; choose one with {path}:{found[0].name}")
-    return found[0]
+    # A lone uint8 candidate wins over float arrays stored beside it (features, masks).
+    pixels = [c for c in found if c.uint8]
+    if len(found) == 1 or len(pixels) == 1:
+        return pixels[0] if pixels else found[0]
+    raise RunError(
+        f"{path}: several image sets: {listing}; choose one with {path}:NAME, e.g. {path}:{found[0].name}"
+    )
 
 
-def _candidates(f: h5py.File) -> list[_Candidate]:
+def _candidates(group: h5py.Group, name: str) -> list[_Candidate]:
+    """4-D datasets and groups of 3-D datasets under ``group``, found without opening every image.
+
+    A group counts as a per-image group as soon as one 3-D dataset turns up, and is not searched further:
+    the seed's group has 20,000 members and opening each takes two seconds.
+    """
     found: list[_Candidate] = []
-
-    def visit(name: str, obj: object) -> None:
-        if isinstance(obj, h5py.Dataset) and obj.ndim == 4:
-            found.append(_Candidate(name, "dataset", int(obj.shape[0])))
-        elif isinstance(obj, h5py.Group):
-            count = sum(1 for child in obj.values() if isinstance(child, h5py.Dataset) and child.ndim == 3)
-            if count:
-                found.append(_Candidate(name, "group", count))
-
-    visit("/", f)
-    f.visititems(visit)
+    for key in group:
+        child = group.get(key)
+        child_name = key if name == "/" else f"{name}/{key}"
+        if isinstance(child, h5py.Group):
+            found += _candidates(child, child_name)
+        elif isinstance(child, h5py.Dataset) and child.ndim == 4:
+            found.append(_Candidate(child_name, "dataset", int(child.shape[0]), child.dtype == np.uint8))
+        elif isinstance(child, h5py.Dataset) and child.ndim == 3:
+            return [*found, _Candidate(name, "group", len(group), child.dtype == np.uint8)]
     return found
 
 
@@ -279,7 +295,7 @@ def _read_stacked(
     out = torch.empty((count, channels, height, width), dtype=torch.uint8)
     step = _read_step(ds, stored)
     # A reused staging block, then one permuting copy: each byte of the big tensor is written once.
-    staging = np.empty((step, height, width, stored[2]), dtype=np.uint8)
+    staging = np.empty((min(step, count), height, width, stored[2]), dtype=np.uint8)
     for lo in range(0, count, step):
         hi = min(count, lo + step)
         ds.read_direct(staging, np.s_[lo:hi, top : top + height, left : left + width, :], np.s_[0 : hi - lo])
@@ -299,33 +315,51 @@ def _read_group(
     limit: int | None,
     progress: Progress | None,
 ) -> tuple[torch.Tensor, _Read]:
-    keys = sorted((k for k, v in group.items() if isinstance(v, h5py.Dataset) and v.ndim == 3), key=natural_key)
-    keys = keys[:limit] if limit is not None else keys
-    first = group[keys[0]]
-    stored = (int(first.shape[0]), int(first.shape[1]), int(first.shape[2]))
+    keys = sorted(group, key=natural_key)
+    total = len(keys) if limit is None else min(limit, len(keys))
     height, width, channels = want
-    out = torch.empty((len(keys), channels, height, width), dtype=torch.uint8)
-    for i, key in enumerate(keys):
-        ds = group[key]
+    out = torch.empty((total, channels, height, width), dtype=torch.uint8)
+    stored: tuple[int, int, int] | None = None
+    count = 0
+    for key in keys:
+        if count == total:
+            break
+        ds = group.get(key)
+        if not (isinstance(ds, h5py.Dataset) and ds.ndim == 3):
+            continue  # other members (label tables, subgroups) are not images
         shape = (int(ds.shape[0]), int(ds.shape[1]), int(ds.shape[2]))
-        _check_images(f"{path}:{name.strip('/')}/{key}", ds.dtype, shape, want)
+        _check_images(f"{path}:{_label(name)}/{key}", ds.dtype, shape, want)
         top, left = _crop_start(shape, want)
         img = torch.from_numpy(ds[top : top + height, left : left + width, :]).permute(2, 0, 1)
-        out[i].copy_(img.expand(channels, -1, -1))
-        if progress is not None and ((i + 1) % _PROGRESS_EVERY == 0 or i + 1 == len(keys)):
-            progress(i + 1, len(keys))
-    label = "/" if name == "/" else name.strip("/")
-    return out, _Read(f"per-image group '{label}'", stored)
+        out[count].copy_(img.expand(channels, -1, -1))
+        stored = stored or shape
+        count += 1
+        if progress is not None and (count % _PROGRESS_EVERY == 0 or count == total):
+            progress(count, total)
+    assert stored is not None, "a group is a candidate only once a 3-D dataset was seen in it"
+    return out[:count], _Read(f"per-image group '{_label(name)}'", stored)
 
 
-def _check_images(where: str, dtype: np.dtype[np.generic], stored: tuple[int, int, int], want: tuple[int, int, int]) -> None:
+def _label(name: str) -> str:
+    return "/" if name == "/" else name.strip("/")
+
+
+def _check_images(
+    where: str, dtype: np.dtype[np.generic], stored: tuple[int, int, int], want: tuple[int, int, int]
+) -> None:
     (s_h, s_w, s_c), (w_h, w_w, w_c) = stored, want
     if dtype != np.uint8:
-        raise RunError(f"{where}: holds {dtype} data; expected uint8 pixels 0..255 (repack with `archspec data pack`)")
+        raise RunError(
+            f"{where}: holds {dtype} data; expected uint8 pixels 0..255 (repack with `archspec data pack`)"
+        )
     if s_c not in (1, 3):
-        raise RunError(f"{where}: images of shape {stored} (H, W, C) have {s_c} channels; expected 1 or 3 last")
+        raise RunError(
+            f"{where}: images of shape {stored} (H, W, C) have {s_c} channels; expected 1 or 3 last"
+        )
     if s_c == 3 and w_c == 1:
-        raise RunError(f"{where}: images have 3 channels but the spec's image_shape wants 1; set it to 3 channels")
+        raise RunError(
+            f"{where}: images have 3 channels but the spec's image_shape wants 1; set it to 3 channels"
+        )
     if s_h < w_h or s_w < w_w:
         raise RunError(
             f"{where}: stored images are {s_h}x{s_w} (HxW), smaller than the {w_h}x{w_w} the spec needs; "

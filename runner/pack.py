@@ -1,7 +1,8 @@
 """``archspec data pack``: decode a folder or zip of images into one HDF5 dataset that training reads fast.
 
-The output holds one uint8 dataset ``images`` of shape (N, S, S, 3), chunked in whole images, so the reader can
-pull large contiguous slices; the seed's one-dataset-per-image layout has to decode every image separately.
+The output holds one uint8 dataset ``images`` of shape (N, S, S, 3), chunked in whole images, so the reader
+can pull large contiguous slices; the seed's one-dataset-per-image layout has to decode every image
+separately.
 """
 
 from __future__ import annotations
@@ -70,17 +71,13 @@ def pack_images(
         if not names:
             raise RunError(f"{src}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         shape = (len(names), size, size, 3)
-        crop = f"resize+center {size}x{size}" if resize else f"center {size}x{size}"
         tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
         try:
-            with h5py.File(tmp, "w") as f:
-                ds = f.create_dataset(
-                    "images", shape=shape, dtype=np.uint8, chunks=(min(len(names), BLOCK), size, size, 3),
-                    compression=compression,
-                )
-                ds.attrs.update(source=str(src), crop=crop, count=len(names), format_version=FORMAT_VERSION)
-                _write_blocks(ds, source, names, size, resize, progress)
+            _write_file(tmp, source, names, size, resize, progress, compression)
             os.replace(tmp, out)
+        except OSError as err:
+            # Decoding and reading errors are RunErrors already; an OSError here is the output side.
+            raise RunError(f"{out}: cannot write: {_one_line(err)}") from err
         finally:
             tmp.unlink(missing_ok=True)
     return PackReport(count=len(names), shape=shape, path=out)
@@ -92,7 +89,7 @@ def centre_crop_box(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """(width, height) with the shorter side scaled to ``size``; the longer side truncates, like torchvision."""
+    """(width, height) with the shorter side scaled to ``size``; the longer truncates, as torchvision does."""
     if width <= height:
         return size, int(size * height / width)
     return int(size * width / height), size
@@ -160,10 +157,37 @@ def _zip_images(archive: zipfile.ZipFile) -> Iterator[str]:
             yield info.filename
 
 
-def _write_blocks(
-    ds: h5py.Dataset, source: _Source, names: Sequence[str], size: int, resize: bool, progress: Progress | None
+def _write_file(
+    tmp: Path,
+    source: _Source,
+    names: Sequence[str],
+    size: int,
+    resize: bool,
+    progress: Progress | None,
+    compression: str | None,
 ) -> None:
-    block = np.empty((BLOCK, size, size, 3), dtype=np.uint8)
+    crop = f"resize+center {size}x{size}" if resize else f"center {size}x{size}"
+    with h5py.File(tmp, "w") as f:
+        ds = f.create_dataset(
+            "images",
+            shape=(len(names), size, size, 3),
+            dtype=np.uint8,
+            chunks=(min(len(names), BLOCK), size, size, 3),
+            compression=compression,
+        )
+        ds.attrs.update(source=str(source.root), crop=crop, count=len(names), format_version=FORMAT_VERSION)
+        _write_blocks(ds, source, names, size, resize, progress)
+
+
+def _write_blocks(
+    ds: h5py.Dataset,
+    source: _Source,
+    names: Sequence[str],
+    size: int,
+    resize: bool,
+    progress: Progress | None,
+) -> None:
+    block = np.empty((min(BLOCK, len(names)), size, size, 3), dtype=np.uint8)
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         for lo in range(0, len(names), BLOCK):
             chunk = names[lo : lo + BLOCK]

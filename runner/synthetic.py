@@ -1,8 +1,8 @@
 """A built-in set of procedural face drawings, so that training runs with nothing downloaded.
 
-Each image is a skin-toned ellipse on a two-colour gradient background, with two eyes, a mouth, eyebrows and
-(usually) hair. Every parameter is drawn per image from one seeded generator, and the drawing is vectorised over
-a block of images, so 2,000 images of 64x64 take a fraction of a second.
+Each image is a skin-toned ellipse on a two-colour gradient background, with two eyes, a mouth, eyebrows
+and (usually) hair. Every parameter is drawn per image from one seeded generator, and the drawing is
+vectorised over a block of images, so 2,000 images of 64x64 take a fraction of a second.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ _HAIR = np.array(
     [[0.08, 0.06, 0.05], [0.30, 0.18, 0.08], [0.60, 0.42, 0.20], [0.85, 0.75, 0.45], [0.55, 0.20, 0.08]],
     dtype=np.float32,
 )
+# Uniform numbers drawn per image by _draw_params.
+_PARAM_COLUMNS = 33
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -84,13 +86,17 @@ class _Params:
 
 
 def _draw_params(n: int, rng: np.random.Generator) -> _Params:
+    # One row of uniforms per image, so image i looks the same however many images are asked for.
+    columns = iter(rng.random((n, _PARAM_COLUMNS), dtype=np.float32).T)
+
     def uniform(lo: float, hi: float) -> F32:
-        return rng.uniform(lo, hi, size=(n, 1, 1)).astype(np.float32)
+        return np.asarray(lo + (hi - lo) * next(columns), dtype=np.float32)[:, None, None]
 
     def colour(lo: float, hi: float) -> F32:
-        return rng.uniform(lo, hi, size=(n, 1, 1, 3)).astype(np.float32)
+        return np.stack([uniform(lo, hi) for _ in range(3)], axis=-1)
 
     tone = uniform(0.0, 1.0)[..., None]
+    hair_index = np.minimum((uniform(0.0, 1.0) * len(_HAIR)).astype(np.intp), len(_HAIR) - 1)
     return _Params(
         bg_top=colour(0.0, 1.0),
         bg_bottom=colour(0.0, 1.0),
@@ -100,8 +106,8 @@ def _draw_params(n: int, rng: np.random.Generator) -> _Params:
         face_rx=uniform(0.22, 0.32),
         face_ry=uniform(0.30, 0.40),
         skin=_SKIN_LIGHT * (1 - tone) + _SKIN_DARK * tone + colour(-0.04, 0.04),
-        hair=_HAIR[rng.integers(0, len(_HAIR), size=n)][:, None, None, :] + colour(-0.05, 0.05),
-        hair_on=(rng.uniform(size=(n, 1, 1)) < 0.8).astype(np.float32),
+        hair=_HAIR[hair_index] + colour(-0.05, 0.05),
+        hair_on=(uniform(0.0, 1.0) < 0.8).astype(np.float32),
         hair_lift=uniform(0.05, 0.14),
         eye_dx=uniform(0.33, 0.45),
         eye_y=uniform(-0.28, -0.12),
@@ -120,8 +126,8 @@ def _render(p: _Params, height: int, width: int) -> F32:
     The canvas is channels-first (3, n, H, W): with the channel axis innermost numpy's loops run three
     elements long, and painting is six times slower.
     """
-    y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height
-    x = (np.arange(width, dtype=np.float32)[None, :] + 0.5) / width
+    y = _pixel_centres(height)[:, None]
+    x = _pixel_centres(width)[None, :]
     # About one pixel of soft edge, whatever the size: keeps small images from looking jagged.
     edge = np.float32(max(height, width))
 
@@ -135,7 +141,7 @@ def _render(p: _Params, height: int, width: int) -> F32:
     face = _ellipse(x, y, p.face_x, p.face_y, p.face_rx, p.face_ry, edge)
     # Darken the skin towards the rim so the face reads as round rather than a flat disc.
     rim = np.clip(((x - p.face_x) / p.face_rx) ** 2 + ((y - p.face_y) / p.face_ry) ** 2, 0.0, 1.0)
-    img = _paint(img, face, _cf(p.skin) * (1.0 - 0.25 * rim))
+    img = _paint(img, face, _cf(p.skin) * (1 - np.float32(0.25) * rim))
 
     eye_y = p.face_y + p.eye_y * p.face_ry
     for side in (-1.0, 1.0):
@@ -149,6 +155,10 @@ def _render(p: _Params, height: int, width: int) -> F32:
     mouth_y = p.face_y + p.mouth_y * p.face_ry
     mouth = _ellipse(x, y, p.face_x, mouth_y, p.mouth_rx * p.face_rx, p.mouth_ry * p.face_ry, edge)
     return _paint(img, mouth, _cf(p.lips))
+
+
+def _pixel_centres(size: int) -> F32:
+    return np.asarray((np.arange(size) + 0.5) / size, dtype=np.float32)
 
 
 def _ellipse(x: F32, y: F32, cx: F32, cy: F32, rx: F32, ry: F32, edge: np.float32) -> F32:
