@@ -13,7 +13,7 @@ from archspec.errors import SpecError, SpecInvalid
 from archspec.spec import Spec
 
 if TYPE_CHECKING:
-    from archspec.build import GAN
+    from archspec.modules import GAN
 
 __version__ = "0.1.0"
 __all__ = ["GAN", "CheckResult", "Spec", "SpecError", "SpecInvalid", "build", "check_file", "check_text", "load"]
@@ -29,6 +29,6 @@ def load(path: str | Path) -> CheckResult:
 
 def build(spec: Spec | CheckResult | str | Path, device: Any = None) -> GAN:
     """Compile a spec (path, checked result or Spec) to ``.generator`` and ``.discriminator`` nn.Sequential."""
-    from archspec.build import build as _build
+    from archspec.modules import build as _build
 
     return _build(spec, device)

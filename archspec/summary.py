@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchinfo import summary
 
-from archspec.build import build
+from archspec.modules import build
 from archspec.check import CheckResult
 
 

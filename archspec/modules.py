@@ -1,11 +1,12 @@
 """Compile a checked spec into PyTorch modules: one ``nn.Sequential`` per network.
 
-The only module of the compiler that imports torch. Each builder is one constructor call with the spec's keyword
-arguments plus the input size the trace inferred.
+The only module of the compiler that imports torch. Each builder is one constructor call with the spec's
+keyword arguments plus the input size the trace inferred.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from torch import nn
 from archspec.check import CheckResult, check_file
 from archspec.contract import Finding, fault_finding, gan_findings
 from archspec.errors import SpecError, SpecInvalid
-from archspec.layers import Layer
 from archspec.spec import Spec
 from archspec.trace import LayerTrace, NetworkTrace, trace_spec
 
@@ -76,11 +76,15 @@ def build(spec: Spec | CheckResult | str | Path, device: Any = None) -> GAN:
 def build_network(trace: NetworkTrace, device: Any = None) -> nn.Sequential:
     """One ``nn.Sequential`` whose children are named by the layers' ``name:`` or their index."""
     children: OrderedDict[str, nn.Module] = OrderedDict()
-    for t in trace.layers:
-        key = t.layer.name or str(t.index)
-        children[key] = BUILDERS[t.type](t)
+    # Weights are initialised on the CPU, so a seed gives the same weights on every device; meta holds no
+    # values, so build there directly rather than initialise gigabytes only to drop them.
+    meta = device is not None and torch.device(device).type == "meta"
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        for t in trace.layers:
+            key = t.layer.name or str(t.index)
+            children[key] = BUILDERS[t.type](t)
     net = nn.Sequential(children)
-    return net.to(device) if device is not None else net
+    return net.to(device) if device is not None and not meta else net
 
 
 def _spec_errors(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[SpecError]:
@@ -150,5 +154,3 @@ BUILDERS: dict[str, Callable[[LayerTrace], nn.Module]] = {
     "avg_pool2d": _plain(nn.AvgPool2d),
     "view": _view,
 }
-
-
