@@ -16,7 +16,17 @@ if TYPE_CHECKING:
     from archspec.modules import GAN
 
 __version__ = "0.1.0"
-__all__ = ["GAN", "CheckResult", "Spec", "SpecError", "SpecInvalid", "build", "check_file", "check_text", "load"]
+__all__ = [
+    "GAN",
+    "CheckResult",
+    "Spec",
+    "SpecError",
+    "SpecInvalid",
+    "build",
+    "check_file",
+    "check_text",
+    "load",
+]
 
 
 def load(path: str | Path) -> CheckResult:

@@ -96,12 +96,18 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     check = _add(sub, "check", "validate specs and print every layer's shape", _CHECK_EXAMPLE)
     check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML)")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
-    check.add_argument("--batch-size", type=_positive, default=None, metavar="B",
-                       help="batch size for the training-memory total (default: the spec's train.batch_size)")
+    check.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=None,
+        metavar="B",
+        help="batch size for the training-memory total (default: the spec's train.batch_size)",
+    )
     check.set_defaults(func=check_command)
 
-    summary = _add(sub, "summary", "torchinfo summary of the built networks (meta device: no weights)",
-                   _SUMMARY_EXAMPLE)
+    summary = _add(
+        sub, "summary", "torchinfo summary of the built networks (meta device: no weights)", _SUMMARY_EXAMPLE
+    )
     summary.add_argument("spec", metavar="SPEC")
     summary.add_argument("--batch-size", type=_positive, default=1, metavar="B")
     summary.add_argument("--depth", type=_positive, default=3)
@@ -117,10 +123,16 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     return parser
 
 
-def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, example: str
-         ) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=example,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, example: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,8 +23,14 @@ def console(file: TextIO | None = None) -> Console:
     file = file or sys.stdout
     tty = file.isatty()
     width = None if tty else int(os.environ.get("COLUMNS", "160"))
-    return Console(file=file, width=width, no_color=not tty or "NO_COLOR" in os.environ, highlight=False,
-                   soft_wrap=False, emoji=False)
+    return Console(
+        file=file,
+        width=width,
+        no_color=not tty or "NO_COLOR" in os.environ,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,
+    )
 
 
 def emit(target: Console, *renderables: Any) -> None:
@@ -53,17 +59,27 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
         out,
         network_table(f"{name} · generator", g, f"latent {_shape(g.input)} → image {_shape(g.output)}"),
         network_table(f"{name} · discriminator", d, f"image {_shape(d.input)} → score {_shape(d.output)}"),
-        Text(f"✓ generator out {_shape(g.output)} = image {_shape(result.spec.image)} = discriminator in "
-             f"{_shape(d.input)}; discriminator out {_shape(d.output)}", style="green"),
+        Text(
+            f"✓ generator out {_shape(g.output)} = image {_shape(result.spec.image)} = discriminator in "
+            f"{_shape(d.input)}; discriminator out {_shape(d.output)}",
+            style="green",
+        ),
         totals_table(result.totals),
     )
 
 
 def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
     table = Table(title=f"{title}    {caption}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header, justify in (("#", "right"), ("layer", "left"), ("input", "left"), ("output", "left"),
-                            ("size arithmetic", "left"), ("params", "right"), ("MACs", "right"),
-                            ("act/sample", "right")):
+    for header, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("input", "left"),
+        ("output", "left"),
+        ("size arithmetic", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("act/sample", "right"),
+    ):
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for t in net.layers:
         shape_changed = t.output != t.input
@@ -83,8 +99,13 @@ def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
 
 
 def totals_table(t: Totals) -> Table:
-    table = Table(title=f"training step at batch size {t.batch_size} (float32, Adam)", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, show_header=False)
+    table = Table(
+        title=f"training step at batch size {t.batch_size} (float32, Adam)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_header=False,
+    )
     table.add_column("what")
     table.add_column("value", justify="right")
     rows = [

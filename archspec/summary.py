@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torchinfo import summary
 
-from archspec.modules import build
 from archspec.check import CheckResult
+from archspec.modules import build
 
 
 def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
@@ -22,7 +22,13 @@ def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
         ("generator", gan.generator, (batch_size, result.spec.latent.size)),
         ("discriminator", gan.discriminator, (batch_size, *result.spec.image)),
     ):
-        stats = summary(net, input_size=shape, device=torch.device("meta"), depth=depth, verbose=0,
-                        col_names=("input_size", "output_size", "num_params", "mult_adds"))
+        stats = summary(
+            net,
+            input_size=shape,
+            device=torch.device("meta"),
+            depth=depth,
+            verbose=0,
+            col_names=("input_size", "output_size", "num_params", "mult_adds"),
+        )
         parts.append(f"{result.spec.name} · {title}\n{stats}")
     return "\n\n".join(parts)

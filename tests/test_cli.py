@@ -25,23 +25,32 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("name", ["conv_gan", "dcgan64", "tiny"])
-def test_check_tables_match_golden_files(capsys: pytest.CaptureFixture[str], name: str,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_tables_match_golden_files(
+    capsys: pytest.CaptureFixture[str], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)
     code, out, err = run(capsys, "check", f"specs/{name}.yaml")
     assert (code, err) == (0, "")
     golden = GOLDEN / f"check_{name}.txt"
     if UPDATE:
         golden.write_text(out, encoding="utf-8")
-    assert out == golden.read_text(encoding="utf-8"), "rerun with ARCHSPEC_UPDATE_GOLDEN=1 after a deliberate change"
+    assert out == golden.read_text(encoding="utf-8"), (
+        "rerun with ARCHSPEC_UPDATE_GOLDEN=1 after a deliberate change"
+    )
 
 
 def test_seed_table_shows_the_seed_facts(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "check", str(SPECS / "conv_gan.yaml"))
     assert code == 0
-    for fact in ("(11−1)·2 − 2·0 + 7 + 0 + 1 = 28", "(28−1)·2 − 2·0 + 7 + 0 + 1 = 62",
-                 "(62−1)·2 − 2·1 + 7 + 0 + 1 = 128", "4,330,816", "4,294,448", "85.55 GFLOP",
-                 "✓ generator out [3, 128, 128] = image [3, 128, 128] = discriminator in [3, 128, 128]"):
+    for fact in (
+        "(11−1)·2 − 2·0 + 7 + 0 + 1 = 28",
+        "(28−1)·2 − 2·0 + 7 + 0 + 1 = 62",
+        "(62−1)·2 − 2·1 + 7 + 0 + 1 = 128",
+        "4,330,816",
+        "4,294,448",
+        "85.55 GFLOP",
+        "✓ generator out [3, 128, 128] = image [3, 128, 128] = discriminator in [3, 128, 128]",
+    ):
         assert fact in out
     assert "\x1b[" not in out  # piped: plain text
 
@@ -78,11 +87,15 @@ def test_json_errors_carry_position_and_fix(capsys: pytest.CaptureFixture[str], 
     assert error["column"] > 0 and "130×130" in error["message"]
 
 
-def test_invalid_spec_prints_errors_to_stderr_and_exits_1(capsys: pytest.CaptureFixture[str],
-                                                          tmp_path: Path) -> None:
+def test_invalid_spec_prints_errors_to_stderr_and_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text((SPECS / "tiny.yaml").read_text().replace("kernel_size: 4, stride: 2, padding: 1}   # 16x16",
-                                                               "kernel_size: 4, stride: 2}   # 16x16"))
+    spec.write_text(
+        (SPECS / "tiny.yaml")
+        .read_text()
+        .replace("kernel_size: 4, stride: 2, padding: 1}   # 16x16", "kernel_size: 4, stride: 2}   # 16x16")
+    )
     code, out, err = run(capsys, "check", str(spec))
     assert code == 1 and out == ""
     first = err.splitlines()[0]
@@ -133,8 +146,14 @@ def test_check_imports_no_torch() -> None:
 
 def test_python_dash_m_and_no_color(tmp_path: Path) -> None:
     env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "archspec", "check", "specs/tiny.yaml"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "archspec", "check", "specs/tiny.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "\x1b[" not in proc.stdout and "tiny · discriminator" in proc.stdout
 
 
@@ -143,7 +162,12 @@ def test_unreadable_inputs_never_show_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "empty.yaml").write_text("")
     cases = [tmp_path, tmp_path / "missing.yaml", tmp_path / "bytes.yaml", tmp_path / "empty.yaml"]
     for path in cases:
-        proc = subprocess.run([sys.executable, "-m", "archspec", "check", str(path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "archspec", "check", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 1, path
         assert "Traceback" not in proc.stderr and proc.stderr.startswith(str(path)), proc.stderr
