@@ -8,7 +8,7 @@ Each failure comes with a fix computed by re-tracing the network with the change
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,19 @@ from archspec.trace import LayerFault, NetworkTrace, Role, trace_network
 
 _SPATIAL = ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample")
 _CHANNELS = ("conv2d", "conv_transpose2d")
-_ELEMENTWISE = ("dropout", "leaky_relu", "relu", "gelu", "silu", "tanh", "sigmoid", "batch_norm1d",
-                "batch_norm2d", "instance_norm2d", "layer_norm")
+_ELEMENTWISE = (
+    "dropout",
+    "leaky_relu",
+    "relu",
+    "gelu",
+    "silu",
+    "tanh",
+    "sigmoid",
+    "batch_norm1d",
+    "batch_norm2d",
+    "instance_norm2d",
+    "layer_norm",
+)
 
 
 @dataclass(frozen=True)
@@ -34,19 +45,30 @@ class Finding:
     detail: tuple[str, ...] = ()
 
 
-def fault_finding(role: Role, fault: LayerFault, layers: list[Layer]) -> Finding:
-    """A layer fault, with a better fix when the cure is in an earlier layer (a view fed by a linear)."""
+def fault_finding(role: Role, fault: LayerFault, layers: Sequence[Layer]) -> Finding:
+    """A layer fault, with a better fix when the cure is in an earlier layer (a view fed by a linear) or, for the
+    first layer, in the latent size or the image."""
     problem = fault.problem
-    fix = problem.fix
+    message, fix = problem.message, problem.fix
     needed = problem.extra.get("needed")
     if needed is not None:
         feeder = _feeding_layer(layers, fault.index, ("linear",))
         if feeder is not None:
             fix = f"out_features: {needed} in {role}.layers[{feeder}], or {fix}"
+    declared = problem.extra.get("declared")
+    if declared is not None and fault.index == 0:
+        actual = problem.extra["actual"]
+        if role == "generator":
+            message = (
+                f"{problem.field}: {declared}, but the latent vector has {actual} values (latent: {actual})"
+            )
+            fix = f"{fix}; or latent: {declared}"
+        else:
+            message = message.replace("its input", "the image", 1)
     loc: tuple[str | int, ...] = (role, "layers", fault.index)
     if problem.field:
         loc = (*loc, problem.field)
-    return Finding(loc, _path(role, fault.index, layers[fault.index]), problem.message, fix, problem.detail)
+    return Finding(loc, _path(role, fault.index, layers[fault.index]), message, fix, problem.detail)
 
 
 def gan_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
@@ -77,47 +99,73 @@ def _generator_output(spec: Spec, generator: NetworkTrace) -> Iterator[Finding]:
     assert out is not None
     if out == image:
         return
-    layers = list(spec.generator.layers)
+    layers = spec.generator.layers
     if len(out) != 3:
         last = len(layers) - 1
         fix = f"append {{type: view, shape: {fmt(image)}}}" if _count(out) == _count(image) else None
-        yield Finding(("generator", "layers", last), _path("generator", last, layers[last]),
-                      f"output {fmt(out)}, but the image is {fmt(image)}", fix)
+        yield Finding(
+            ("generator", "layers", last),
+            _path("generator", last, layers[last]),
+            f"output {fmt(out)}, but the image is {fmt(image)}",
+            fix,
+        )
         return
     if out[0] != image[0]:
         index = _last_of(layers, _CHANNELS)
         if index is not None:
-            yield Finding(("generator", "layers", index, "out_channels"), _path("generator", index, layers[index]),
-                          f"output has {out[0]} channels, the image has {image[0]}", f"out_channels: {image[0]}")
+            yield Finding(
+                ("generator", "layers", index, "out_channels"),
+                _path("generator", index, layers[index]),
+                f"output {fmt(out)} has {out[0]} channels, but the image {fmt(image)} has {image[0]}",
+                f"out_channels: {image[0]}",
+            )
     if out[1:] != image[1:]:
         index = _last_of(layers, _SPATIAL)
         if index is None:
             yield Finding(("generator",), "generator", f"output {fmt(out)}, but the image is {fmt(image)}")
             return
         t = generator.layers[index]
-        fix = _size_fix(spec.latent.size, layers, index, image)
-        yield Finding(("generator", "layers", index), _path("generator", index, layers[index]),
-                      f"output {out[1]}×{out[2]}, the image is {image[1]}×{image[2]}", fix, t.arithmetic)
+        yield Finding(
+            ("generator", "layers", index),
+            _path("generator", index, layers[index]),
+            f"output {out[1]}×{out[2]}, the image is {image[1]}×{image[2]}",
+            _size_fix(generator, layers, image),
+            t.arithmetic,
+        )
 
 
-def _size_fix(latent: int, layers: list[Layer], index: int, image: Shape) -> str | None:
-    """The smallest change to ``layers[index]`` after which the generator outputs ``image``."""
-    for update in _candidates(layers[index]):
-        changed = [*layers[:index], layers[index].model_copy(update=update), *layers[index + 1 :]]
-        trace = trace_network("generator", (latent,), changed)
-        if trace.complete and not trace.faults and trace.output == image:
-            said = ", ".join(f"{k}: {_value(v)}" for k, v in update.items())
-            return f"{said} gives {image[1]}×{image[2]}"
+def _size_fix(generator: NetworkTrace, layers: Sequence[Layer], image: Shape) -> str | None:
+    """The smallest change to one of the last few spatial layers after which the generator outputs the image's
+    height × width: the last such layer first, then the ones before it (an upsample feeding a conv, say).
+
+    Only the tail from the changed layer on is re-traced: the layers before it keep their output.
+    """
+    spatial = [i for i in range(len(layers) - 1, -1, -1) if layers[i].type in _SPATIAL][:_FIX_DEPTH]
+    for index in spatial:
+        first, rest = layers[index], list(layers[index + 1 :])
+        for update in _candidates(first, image):
+            trace = trace_network(
+                "generator", generator.layers[index].input, [first.model_copy(update=update), *rest]
+            )
+            out = trace.output
+            if trace.complete and not trace.faults and out is not None and out[1:] == image[1:]:
+                said = ", ".join(f"{k}: {_value(v)}" for k, v in update.items())
+                where = "" if index == spatial[0] else f" in generator.layers[{index}]"
+                return f"{said}{where} gives {image[1]}×{image[2]}"
     return None
 
 
-def _candidates(layer: Layer) -> Iterator[dict[str, Any]]:
+_FIX_DEPTH = 3  # how many spatial layers, from the last, a size fix may change
+
+
+def _candidates(layer: Layer, image: Shape) -> Iterator[dict[str, Any]]:
+    """Changes to try, smallest first: padding (and output_padding), then kernel size, scale factor or size."""
     fields = layer.torch_kwargs()
     kernel = fields.get("kernel_size", (1, 1))
     dilation = fields.get("dilation", (1, 1))
     stride = fields.get("stride") or kernel
     reach = max(k * d for k, d in zip(kernel, dilation, strict=True))
-    paddings = [(p, p) for p in range(reach + 1)] if "padding" in fields else [fields.get("padding")]
+    paddings = [(p, p) for p in range(reach + 1)] if "padding" in fields else [None]
     out_paddings = [(o, o) for o in range(max(*stride, *dilation))] if "output_padding" in fields else [None]
     for padding, out_padding in itertools.product(paddings, out_paddings):
         update = {"padding": padding, "output_padding": out_padding}
@@ -125,9 +173,11 @@ def _candidates(layer: Layer) -> Iterator[dict[str, Any]]:
     if "kernel_size" in fields:
         for k in sorted(range(1, 2 * max(kernel) + 2), key=lambda k: abs(k - max(kernel))):
             yield {"kernel_size": (k, k)}
-    if isinstance(layer.torch_kwargs().get("scale_factor"), tuple):
+    if isinstance(fields.get("scale_factor"), tuple):
         for s in range(1, 9):
             yield {"scale_factor": (float(s), float(s))}
+    if isinstance(fields.get("size"), tuple):
+        yield {"size": image[1:]}
 
 
 # --- discriminator output = one value -------------------------------------------------------------------------------
@@ -138,16 +188,25 @@ def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[F
     assert out is not None
     if out == (1,):
         return
-    layers = list(spec.discriminator.layers)
+    layers = spec.discriminator.layers
     last = len(layers) - 1
     if len(out) > 1:
-        fix = "append {type: flatten} and {type: linear, out_features: 1}"
+        fix = "append {type: flatten}"
+        if _count(out) != 1:
+            fix += " and {type: linear, out_features: 1}"
     else:
         linear = _last_of(layers, ("linear",))
-        fix = (f"out_features: 1 in discriminator.layers[{linear}]" if linear is not None
-               else "append {type: linear, out_features: 1}")
-    yield Finding(("discriminator", "layers", last), _path("discriminator", last, layers[last]),
-                  f"output {fmt(out)}, but a discriminator gives one value per sample, [1]", fix)
+        fix = (
+            f"out_features: 1 in discriminator.layers[{linear}]"
+            if linear is not None
+            else "append {type: linear, out_features: 1}"
+        )
+    yield Finding(
+        ("discriminator", "layers", last),
+        _path("discriminator", last, layers[last]),
+        f"output {fmt(out)}, but a discriminator gives one value per sample, [1]",
+        fix,
+    )
 
 
 # --- the train section fits the networks ---------------------------------------------------------------------------
@@ -155,62 +214,80 @@ def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[F
 
 def _train_fit(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> Iterator[Finding]:
     train = spec.train
-    d_layers, g_layers = list(spec.discriminator.layers), list(spec.generator.layers)
+    d_layers, g_layers = spec.discriminator.layers, spec.generator.layers
     d_last = len(d_layers) - 1
     ends_in_sigmoid = _last_type(d_layers) == "sigmoid"
     if train.loss == "bce" and not ends_in_sigmoid:
-        yield Finding(("discriminator", "layers", d_last), _path("discriminator", d_last, d_layers[d_last]),
-                      "loss bce needs probabilities, but the discriminator does not end in sigmoid",
-                      "set train.loss: bce_logits (the sigmoid inside the loss), or append {type: sigmoid}")
+        yield Finding(
+            ("discriminator", "layers", d_last),
+            _path("discriminator", d_last, d_layers[d_last]),
+            "loss bce needs probabilities, but the discriminator does not end in sigmoid",
+            "set train.loss: bce_logits (the sigmoid inside the loss), or append {type: sigmoid}",
+        )
     elif train.loss != "bce" and ends_in_sigmoid:
-        yield Finding(("discriminator", "layers", d_last), _path("discriminator", d_last, d_layers[d_last]),
-                      f"loss {train.loss} takes raw scores, but the discriminator ends in sigmoid",
-                      f"remove discriminator.layers[{d_last}] (sigmoid), or set train.loss: bce")
+        yield Finding(
+            ("discriminator", "layers", d_last),
+            _path("discriminator", d_last, d_layers[d_last]),
+            f"loss {train.loss} takes raw scores, but the discriminator ends in sigmoid",
+            f"remove discriminator.layers[{d_last}] (sigmoid), or set train.loss: bce",
+        )
     if train.precision == "bf16" and train.loss == "bce":
-        yield Finding(("train", "precision"), "train.precision",
-                      "bf16 autocast cannot run BCELoss on sigmoid outputs (PyTorch refuses it as unsafe)",
-                      f"set train.loss: bce_logits and remove discriminator.layers[{d_last}] (sigmoid)")
+        yield Finding(
+            ("train", "precision"),
+            "train.precision",
+            "bf16 autocast cannot run BCELoss on sigmoid outputs (PyTorch refuses it as unsafe)",
+            f"set train.loss: bce_logits and remove discriminator.layers[{d_last}] (sigmoid)",
+        )
     g_last = _last_type(g_layers)
     if train.data_range == "unit" and g_last == "tanh":
-        yield Finding(("train", "data_range"), "train.data_range",
-                      "the generator ends in tanh (values in [-1, 1]) but data_range is unit ([0, 1])",
-                      "data_range: symmetric (or auto)")
+        yield Finding(
+            ("train", "data_range"),
+            "train.data_range",
+            "the generator ends in tanh (values in [-1, 1]) but data_range is unit ([0, 1])",
+            "data_range: symmetric (or auto)",
+        )
     if train.data_range == "symmetric" and g_last == "sigmoid":
-        yield Finding(("train", "data_range"), "train.data_range",
-                      "the generator ends in sigmoid (values in [0, 1]) but data_range is symmetric ([-1, 1])",
-                      "data_range: unit (or auto)")
+        yield Finding(
+            ("train", "data_range"),
+            "train.data_range",
+            "the generator ends in sigmoid (values in [0, 1]) but data_range is symmetric ([-1, 1])",
+            "data_range: unit (or auto)",
+        )
     for net in (generator, discriminator):
         yield from _batch_norm_fit(net, train.batch_size, g_layers if net.role == "generator" else d_layers)
 
 
-def _batch_norm_fit(net: NetworkTrace, batch_size: int, layers: list[Layer]) -> Iterator[Finding]:
+def _batch_norm_fit(net: NetworkTrace, batch_size: int, layers: Sequence[Layer]) -> Iterator[Finding]:
     for t in net.layers:
         if t.type.startswith("batch_norm") and batch_size * _count(t.input[1:]) < 2:
-            yield Finding((net.role, "layers", t.index), _path(net.role, t.index, layers[t.index]),
-                          f"batch norm over {fmt(t.input)} sees one value per channel at batch_size "
-                          f"{batch_size}; PyTorch refuses to train it",
-                          "set train.batch_size: 2 or more, or use layer_norm")
+            yield Finding(
+                (net.role, "layers", t.index),
+                _path(net.role, t.index, layers[t.index]),
+                f"batch norm over {fmt(t.input)} sees one value per channel at batch_size "
+                f"{batch_size}; PyTorch refuses to train it",
+                "set train.batch_size: 2 or more, or use layer_norm",
+            )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 
 def _path(role: str, index: int, layer: Layer) -> str:
-    return f"{role}.layers[{index}] ({layer.type})"  # type: ignore[attr-defined]
+    return f"{role}.layers[{index}] ({layer.type})"
 
 
-def _last_type(layers: list[Layer] | Any) -> str | None:
-    return layers[-1].type if layers else None  # type: ignore[no-any-return]
+def _last_type(layers: Sequence[Layer]) -> str | None:
+    return layers[-1].type if layers else None
 
 
-def _last_of(layers: list[Layer], kinds: tuple[str, ...]) -> int | None:
-    return next((i for i in range(len(layers) - 1, -1, -1) if layers[i].type in kinds), None)  # type: ignore[attr-defined]
+def _last_of(layers: Sequence[Layer], kinds: tuple[str, ...]) -> int | None:
+    return next((i for i in range(len(layers) - 1, -1, -1) if layers[i].type in kinds), None)
 
 
-def _feeding_layer(layers: list[Layer], index: int, kinds: tuple[str, ...]) -> int | None:
+def _feeding_layer(layers: Sequence[Layer], index: int, kinds: tuple[str, ...]) -> int | None:
     """The nearest earlier layer of ``kinds`` that feeds ``layers[index]`` through element-wise layers only."""
     for j in range(index - 1, -1, -1):
-        kind = layers[j].type  # type: ignore[attr-defined]
+        kind = layers[j].type
         if kind in kinds:
             return j
         if kind not in _ELEMENTWISE:

@@ -21,12 +21,20 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 
 def _pair(value: Any) -> Any:
-    """``8`` and ``[8, 8]`` both become ``(8, 8)`` at the boundary (torch's ``_pair``)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
+    """``8`` and ``[8, 8]`` both become ``(8, 8)`` at the boundary (torch's ``_pair``).
+
+    Any single value is doubled, so that ``kernel_size: -4`` or ``'4'`` is reported as a bad size, not a bad list.
+    """
     if isinstance(value, list):
         return tuple(value)
-    return value
+    if value is None or isinstance(value, tuple | dict):
+        return value
+    return (value, value)
+
+
+def _padding(value: Any) -> Any:
+    """Conv2d's padding: ``'same'``, ``'valid'``, or a size or pair of sizes."""
+    return value if isinstance(value, str) else _pair(value)
 
 
 def _tuple(value: Any) -> Any:
@@ -35,26 +43,24 @@ def _tuple(value: Any) -> Any:
 
 def _float_or_pair(value: Any) -> Any:
     """``scale_factor: 2`` means 2.0 on both axes; ints are accepted where torch accepts them."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return (float(value), float(value))
-    if isinstance(value, list):
+    value = _pair(value)
+    if isinstance(value, tuple):
         return tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
     return value
 
 
 Pair = Annotated[tuple[Size, Size], BeforeValidator(_pair)]
 PairNonNegative = Annotated[tuple[NonNegative, NonNegative], BeforeValidator(_pair)]
-ConvPadding = Annotated[
-    Literal["same", "valid"] | tuple[NonNegative, NonNegative], BeforeValidator(_pair)
-]
+ConvPadding = Annotated[Literal["same", "valid"] | tuple[NonNegative, NonNegative], BeforeValidator(_padding)]
 Shape = Annotated[tuple[int, ...], BeforeValidator(_tuple), Field(min_length=1, max_length=8)]
 
 
 class Layer(BaseModel):
-    """Fields every layer has: an optional ``name`` (the child's name in the nn.Sequential)."""
+    """Fields every layer has: its ``type`` tag and an optional ``name`` (the child's name in the nn.Sequential)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    type: str  # each concrete layer narrows it to its Literal tag, which the spec's union discriminates on
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)] | None = None
 
     def torch_kwargs(self) -> dict[str, Any]:
@@ -182,7 +188,9 @@ class Flatten(Layer):
 class Upsample(Layer):
     type: Literal["upsample"]
     size: Annotated[tuple[Size, Size], BeforeValidator(_pair)] | None = None
-    scale_factor: Annotated[tuple[PositiveFloat, PositiveFloat], BeforeValidator(_float_or_pair)] | None = None
+    scale_factor: Annotated[tuple[PositiveFloat, PositiveFloat], BeforeValidator(_float_or_pair)] | None = (
+        None
+    )
     mode: Literal["nearest", "nearest-exact", "bilinear", "bicubic"] = "nearest"
     align_corners: bool | None = None
 

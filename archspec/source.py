@@ -28,7 +28,7 @@ _SAFE_TAGS = frozenset(
 )
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types: SafeLoader is Any
     """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 insists on ``1.0e-4``)."""
 
 
@@ -47,6 +47,7 @@ class Source:
     text: str
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)  # where each mapping key itself is written
 
     def position(self, loc: Sequence[str | int]) -> tuple[int, int]:
         """The position of the deepest node of ``loc`` that exists in the file (1-based line and column)."""
@@ -54,6 +55,10 @@ class Source:
         while loc not in self.positions and loc:
             loc = loc[:-1]
         return self.positions.get(loc, (1, 1))
+
+    def key_position(self, loc: Sequence[str | int]) -> tuple[int, int]:
+        """The position of the key that ends ``loc`` (for an unknown field), else as ``position``."""
+        return self.keys.get(tuple(loc)) or self.position(loc)
 
     def error(self, loc: Sequence[str | int], path: str, message: str, **kw: Any) -> SpecError:
         line, column = self.position(loc)
@@ -78,30 +83,64 @@ def read_source(path: str | Path) -> Source:
 def parse_source(text: str, name: str = "<string>") -> Source:
     """Parse YAML text into a Source (see the module docstring for what is refused)."""
     if not text.strip():
-        raise _file_error(name, "the file is empty; a spec needs name, latent, image, generator, discriminator")
-    loader = _Loader(text)
+        raise _file_error(
+            name, "the file is empty; a spec needs name, latent, image, generator, discriminator"
+        )
+    if len(text) > MAX_BYTES:
+        raise _file_error(name, f"spec text is {len(text):,} characters; a spec is at most {MAX_BYTES:,}")
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        message = f"control character U+{exc.character:04X} is not allowed in YAML text"
+        raise SourceError(SpecError(name, line, col, "", message, fix="delete it")) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = exc.problem or "invalid YAML"
-        context = f" ({exc.context})" if exc.context else ""
-        raise SourceError(SpecError(name, line, col, "", f"YAML syntax: {problem}{context}")) from None
-    except yaml.YAMLError as exc:
+        raise SourceError(_syntax_error(name, exc)) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - every parser error of PyYAML carries a mark
         raise _file_error(name, f"YAML: {exc}") from None
     except RecursionError:
-        raise _file_error(name, f"YAML nested too deeply (more than {MAX_DEPTH} levels)") from None
+        assert loader is not None  # the loader's constructor does not recurse
+        mark = loader.get_mark()
+        message = f"YAML nested too deeply (more than {MAX_DEPTH} levels)"
+        raise SourceError(SpecError(name, mark.line + 1, mark.column + 1, "", message)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
-        raise _file_error(name, "the file holds no YAML document")
+        raise _file_error(name, "the file holds no YAML document, only comments or blank lines")
     source = Source(name, text, None)
     builder = _Builder(source, loader)
     source.data = builder.build(node, (), 0)
     if not isinstance(source.data, dict):
         raise SourceError(source.error((), "", f"a spec must be a YAML mapping, not a {_kind(node)}"))
     return source
+
+
+def _syntax_error(name: str, exc: yaml.MarkedYAMLError) -> SpecError:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    if exc.context == "expected a single document in the stream":
+        return SpecError(
+            name,
+            line,
+            col,
+            "",
+            "a second YAML document starts here; a spec file holds one",
+            fix="delete the '---' line and what follows, or put the second spec in its own file",
+        )
+    problem = exc.problem or "invalid YAML"
+    context = f" ({exc.context})" if exc.context else ""
+    start = exc.context_mark
+    if exc.context and start is not None and mark is not None and start.line != mark.line:
+        context = f" ({exc.context} that starts at line {start.line + 1})"
+    return SpecError(name, line, col, "", f"YAML syntax: {problem}{context}")
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -118,11 +157,13 @@ def _read_text(path: Path, name: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SourceError(
-            SpecError(name, line, col, "", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded")
-        ) from None
+        # exc.object is what was decoded (a byte-order mark already stripped); columns count characters.
+        data, start = exc.object, exc.start
+        line_start = data.rfind(b"\n", 0, start) + 1
+        line = data.count(b"\n", 0, start) + 1
+        col = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+        message = f"not UTF-8 text: byte 0x{data[start]:02x} cannot be decoded"
+        raise SourceError(SpecError(name, line, col, "", message, fix="save the file as UTF-8")) from None
 
 
 def _file_error(name: str, message: str) -> SourceError:
@@ -150,26 +191,37 @@ class _Builder:
         mark = node.start_mark
         self.source.positions.setdefault(loc, (mark.line + 1, mark.column + 1))
         if self.nodes > MAX_NODES:
-            raise self._fail(node, f"more than {MAX_NODES:,} YAML nodes (alias expansion bomb?)")
+            # An alias's nodes sit where its anchor was written: point at the top-level key being expanded instead.
+            line, column = self.source.position(loc[:1])
+            message = f"more than {MAX_NODES:,} YAML nodes (an alias expansion bomb?)"
+            raise SourceError(SpecError(self.source.file, line, column, dotted(loc[:1]), message))
         if depth > MAX_DEPTH:
-            raise self._fail(node, f"YAML nested more than {MAX_DEPTH} levels deep")
+            raise self._fail(node, loc[:1], f"YAML nested more than {MAX_DEPTH} levels deep")
         if node.tag not in _SAFE_TAGS:
-            raise self._fail(node, f"YAML tag {node.tag!r} is not allowed in a spec")
+            raise self._tag_error(node, loc)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return self._scalar(node, loc)
 
-    def _mapping(self, node: yaml.MappingNode, loc: Loc, depth: int) -> dict[Any, Any]:
-        out: dict[Any, Any] = {}
+    def _mapping(self, node: yaml.MappingNode, loc: Loc, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        keys: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
-            key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str | int) or isinstance(key, bool):
-                raise self._fail(key_node, "mapping keys must be plain names")
-            if key in out:
-                first = self.source.positions[(*loc, key)]
-                raise self._fail(key_node, f"duplicate key '{key}' (first given at line {first[0]})")
+            if key_node.tag == _MERGE:
+                raise self._tag_error(key_node, loc)
+            key = self._scalar(key_node, loc) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                raise self._fail(key_node, loc, *_bad_key(key_node, key))
+            if key in keys:
+                first = keys[key].start_mark
+                message = (
+                    f"duplicate key {key!r} (first given at line {first.line + 1}, column {first.column + 1})"
+                )
+                raise self._fail(key_node, loc, message, fix="keep one of the two")
+            keys[key] = key_node
+            self.source.keys[(*loc, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             # Errors about a whole block point at its key; errors about a scalar point at the value itself.
             if not isinstance(value_node, yaml.ScalarNode):
                 mark = key_node.start_mark
@@ -177,12 +229,63 @@ class _Builder:
             out[key] = self.build(value_node, (*loc, key), depth + 1)
         return out
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as exc:
-            raise self._fail(node, f"YAML tag {node.tag!r} is not allowed in a spec") from exc
+        except yaml.constructor.ConstructorError:
+            raise self._tag_error(node, loc) from None
 
-    def _fail(self, node: yaml.Node, message: str) -> SourceError:
+    def _tag_error(self, node: yaml.Node, loc: Loc) -> SourceError:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        if node.tag == _MERGE:
+            return self._fail(
+                node,
+                loc,
+                "YAML merge keys (<<) are not supported in a spec",
+                fix="write the fields out in full",
+            )
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return self._fail(
+                node,
+                loc,
+                f"{node.value} reads as a YAML date, which no spec field takes",
+                fix=f"write it in quotes: '{node.value}'",
+            )
+        return self._fail(
+            node,
+            loc,
+            f"YAML tag {tag} is not allowed in a spec",
+            fix="a spec holds only mappings, lists, strings, numbers, booleans and null",
+        )
+
+    def _fail(self, node: yaml.Node, loc: Loc, message: str, fix: str | None = None) -> SourceError:
         mark = node.start_mark
-        return SourceError(SpecError(self.source.file, mark.line + 1, mark.column + 1, "", message))
+        return SourceError(
+            SpecError(self.source.file, mark.line + 1, mark.column + 1, dotted(loc), message, fix)
+        )
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _bad_key(node: yaml.Node, key: Any) -> tuple[str, str]:
+    if isinstance(node, yaml.ScalarNode) and key is not None:
+        kind = "boolean" if isinstance(key, bool) else "number" if isinstance(key, int | float) else "value"
+        message = f"key {node.value!r} reads as a {kind}; keys are field names such as kernel_size"
+        return message, f"write it in quotes: '{node.value}'"
+    return "mapping keys must be plain names such as kernel_size", "write a field name"
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    """``('generator', 'layers', 9, 'padding')`` → ``generator.layers[9].padding``; a key that is not a plain
+    name is quoted (``generator['two\\nlines']``), so that a path is always one line."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int) or not _NAME.fullmatch(part):
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -52,7 +52,9 @@ class Train(_Frozen):
     lr: PositiveFloat = 1e-4
     lr_g: PositiveFloat | None = None
     lr_d: PositiveFloat | None = None
-    betas: Annotated[tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)] = (
+    betas: Annotated[
+        tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
+    ] = (
         0.9,
         0.999,
     )

@@ -42,7 +42,7 @@ class LayerTrace:
 
     @property
     def type(self) -> str:
-        return self.layer.type  # type: ignore[attr-defined, no-any-return]  # every concrete layer has one
+        return self.layer.type
 
     @property
     def label(self) -> str:
@@ -102,7 +102,7 @@ def trace_network(role: Role, input_shape: Shape, layers: Sequence[Layer]) -> Ne
     faults: list[LayerFault] = []
     for index, layer in enumerate(layers):
         try:
-            step = RULES[layer.type](layer, shape)  # type: ignore[attr-defined]
+            step = RULES[layer.type](layer, shape)
         except Problem as problem:
             faults.append(LayerFault(index, layer, shape, problem))
             if problem.output is None:
@@ -128,7 +128,7 @@ def _too_big(step: Step) -> Problem | None:
 
 def describe(layer: Layer, input_shape: Shape, output: Shape) -> str:
     """``conv_transpose2d 256→3 k=8 s=2 p=1``: the type, the channel change and the non-default arguments."""
-    kind: str = layer.type  # type: ignore[attr-defined]
+    kind = layer.type
     parts = [kind]
     if kind == "linear":
         parts.append(f"{input_shape[-1]}→{output[-1]}")
