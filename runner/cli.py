@@ -1,13 +1,238 @@
-"""Sub-commands the trainer adds to ``archspec`` (train, sample, data, bench).
+"""Sub-commands the trainer adds to ``archspec`` (train, sample, data pack).
 
 ``archspec.cli`` finds ``register`` through the ``archspec.commands`` entry point, so the compiler never imports
-the runner. This module must stay light: argparse only; torch is imported inside the commands.
+the runner. This module must stay light: argparse only; torch is imported inside the commands. Every command
+returns an exit code and reports a user's mistake as one ``error: ...`` line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archspec.errors import SpecInvalid
+from runner.config import Flag, train_flags
+from runner.errors import RunError
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+Command = Callable[[argparse.Namespace], int]
+
+EXIT_INTERRUPTED = 130
+
+_TRAIN_EXAMPLE = """examples:
+  archspec train specs/conv_gan.yaml                          built-in synthetic faces, no download
+  archspec train specs/conv_gan.yaml --data celeba128.h5      CUDA when present (see `archspec data pack`)
+  archspec train specs/conv_gan.yaml --dry-run                one step of everything on random data
+  archspec train specs/tiny.yaml --max-steps 200 --batch-size 32 --lr 2e-4 --ema 0.999
+  archspec train specs/conv_gan.yaml --resume auto            continue the latest run of this spec
+
+Every train: field of the spec has a flag; an override is checked like the file (`archspec check`).
+Outputs go to OUT/<spec name>/<run id>/: metrics.jsonl, loss.png, samples/, checkpoints/, spec.yaml, run.json.
+Ctrl-C saves checkpoints/last.pt and exits with code 130.
+"""
+_SAMPLE_EXAMPLE = """example:
+  archspec sample runs/conv_gan/20261128-021500/checkpoints/last.pt --n 16 --out grid.png
+"""
+_PACK_EXAMPLE = """example:
+  archspec data pack img_align_celeba.zip celeba128.h5 --size 128 --limit 20000
+  archspec train specs/conv_gan.yaml --data celeba128.h5
+"""
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the runner's sub-commands; each sets ``func(args) -> exit code``."""
+    _add_train(subparsers)
+    _add_sample(subparsers)
+    _add_data(subparsers)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``archspec train``: train a spec; 0 when done, 130 after Ctrl-C (last.pt saved)."""
+    from runner.train import TrainOptions, train
+
+    overrides = {k[len("set_") :]: v for k, v in vars(args).items() if k.startswith("set_")}
+    options = TrainOptions(
+        spec=args.spec,
+        overrides=overrides,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        limit=args.limit,
+        live=args.progress,
+    )
+    report = train(options)
+    if report.status == "interrupted":
+        print(
+            f"interrupted at step {report.step}: saved {report.checkpoint}; resume with: {report.resume_hint}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    """``archspec sample``: a PNG grid from a checkpoint."""
+    from runner.sample import sample
+
+    report = sample(
+        Path(args.checkpoint), args.n, Path(args.out), seed=args.seed, device=args.device, force=args.force
+    )
+    print(
+        f"wrote {report.path}: {report.count} images from the {report.weights} weights at step {report.step}"
+    )
+    return 0
+
+
+def pack_command(args: argparse.Namespace) -> int:
+    """``archspec data pack``: a folder or zip of images into one HDF5 file."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from runner.pack import pack_images
+
+    console = Console(stderr=True)
+    columns = (TextColumn("packing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("pack", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = pack_images(
+            Path(args.src), Path(args.out), args.size, args.limit, args.resize, advance, overwrite=args.force
+        )
+    n, height, width, channels = report.shape
+    print(
+        f"packed {report.count} images into {report.path}: dataset 'images' {n}x{height}x{width}x{channels} uint8"
+    )
+    return 0
+
+
+# --- parsers ------------------------------------------------------------------------------------------------------
+
+
+def _add_train(subparsers: SubParsers) -> None:
+    parser = _parser(subparsers, "train", "train a spec's GAN (CUDA when present, else CPU)", _TRAIN_EXAMPLE)
+    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    parser.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue a run: 'auto' (the newest run of this spec), a checkpoint or a run folder",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="one step of everything (random data unless --data) into a temporary folder",
+    )
+    parser.add_argument("--limit", type=_positive, metavar="N", help="use only the first N images")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live progress bar (default: only on a terminal and not under CI)",
+    )
+    group = parser.add_argument_group("train: section overrides")
+    for flag in train_flags():
+        _add_flag(group, flag)
+    parser.set_defaults(func=_guarded(train_command))
+
+
+def _add_sample(subparsers: SubParsers) -> None:
+    parser = _parser(subparsers, "sample", "draw a grid of images from a checkpoint", _SAMPLE_EXAMPLE)
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by archspec train")
+    parser.add_argument("--n", type=_positive, default=16, help="number of images (default 16)")
+    parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the grid")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.set_defaults(func=_guarded(sample_command))
+
+
+def _add_data(subparsers: SubParsers) -> None:
+    parser = _parser(subparsers, "data", "prepare image data for training", _PACK_EXAMPLE)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    pack = _parser(commands, "pack", "pack a folder or .zip of images into one HDF5 file", _PACK_EXAMPLE)
+    pack.add_argument("src", metavar="SRC", help="a folder (searched recursively) or a .zip of images")
+    pack.add_argument("out", metavar="OUT.h5", help="the HDF5 file to write")
+    pack.add_argument("--size", type=_positive, default=128, help="centre-crop to SIZE x SIZE (default 128)")
+    pack.add_argument(
+        "--limit", type=_positive, metavar="N", help="the first N images (in sorted path order)"
+    )
+    pack.add_argument("--resize", action="store_true", help="scale the shorter side to SIZE before cropping")
+    pack.add_argument("--force", action="store_true", help="replace OUT.h5 if it exists")
+    pack.set_defaults(func=_guarded(pack_command))
+    parser.set_defaults(func=functools.partial(_usage, parser))
+
+
+def _parser(subparsers: SubParsers, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_flag(group: argparse._ArgumentGroup, flag: Flag) -> None:
+    common: dict[str, Any] = {"dest": f"set_{flag.field}", "default": argparse.SUPPRESS, "help": flag.help}
+    if flag.kind == "bool":
+        group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **common)
+    elif flag.kind == "choice":
+        group.add_argument(flag.option, choices=flag.choices, **common)
+    elif flag.kind == "pair":
+        group.add_argument(flag.option, nargs=2, type=_typed(flag), metavar=("B1", "B2"), **common)
+    else:
+        group.add_argument(flag.option, type=_typed(flag), metavar=flag.metavar, **common)
+
+
+def _typed(flag: Flag) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return flag.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {flag.kind_name}, got {text!r}") from None
+
+    parse.__name__ = flag.kind  # argparse names the type in its messages
+    return parse
+
+
+def _guarded(command: Command) -> Command:
+    """Run ``command``, turning the errors a user can cause into one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except SpecInvalid as err:
+            for error in err.errors:
+                print(error.render(), file=sys.stderr)
+            return 1
+        except RunError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+    return run
+
+
+def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

@@ -1,0 +1,250 @@
+"""What a run leaves on disk and shows on screen: the run directory, metrics.jsonl, loss.png, sample grids,
+JSON files, and the progress display.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a killed run never
+leaves half a file (metrics.jsonl is appended line by line; a torn last line is skipped when read back).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from runner.errors import RunError
+
+GRID_PADDING = 2
+_GRID_BACKGROUND = 32
+
+
+def make_run_dir(out: str | Path, spec_name: str, now: float | None = None) -> Path:
+    """A new, empty ``out/<spec name>/<YYYYmmdd-HHMMSS>[-N]`` folder; never reuses an existing one."""
+    parent = Path(out) / spec_name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"{parent}: cannot create the runs folder: {err.strerror or err}") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    for n in range(1, 10_000):
+        path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()  # atomic: fails if another run took the name first
+        except FileExistsError:
+            continue
+        return path
+    raise RunError(f"{parent}: no free run name for {stamp}")  # pragma: no cover - 10,000 runs in one second
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync'd, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` as indented JSON, atomically."""
+    write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per logged step, appended; the rows are also kept for the loss plot."""
+
+    def __init__(self, path: Path, upto_step: int | None = None) -> None:
+        """Open ``path``; with ``upto_step`` (a resumed run) rows logged after that step are dropped."""
+        self.path = path
+        self.rows = read_metrics(path)
+        if upto_step is not None and any(row["step"] > upto_step for row in self.rows):
+            self.rows = [row for row in self.rows if row["step"] <= upto_step]
+            text = "".join(json.dumps(row) + "\n" for row in self.rows)
+            write_atomic(path, text.encode("utf-8"))
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add one row to the file (flushed, so a killed run keeps it) and to ``rows``."""
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(dict(row)) + "\n")
+        self.rows.append(dict(row))
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl (none if it does not exist); a torn or foreign line is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+def plot_losses(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """loss.png: D and G loss against the step (the seed's plot), and mean D(x), D(G(z)) beneath."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    steps = [row["step"] for row in rows]
+    for key, label in (("loss_d", "discriminator"), ("loss_g", "generator")):
+        top.plot(steps, [row[key] for row in rows], marker=".", markersize=3, linewidth=0.8, label=label)
+    for key, label in (("d_real", "mean D(x)"), ("d_fake", "mean D(G(z))")):
+        bottom.plot(steps, [row[key] for row in rows], linewidth=0.8, label=label)
+    top.set_ylabel("loss")
+    top.set_title(title)
+    bottom.set_ylabel("discriminator output")
+    bottom.set_xlabel("step")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of a grid of ``n`` images: as square as possible, wider than tall."""
+    columns = math.ceil(math.sqrt(n))
+    return math.ceil(n / columns), columns
+
+
+def grid_size(n: int, height: int, width: int) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG ``save_grid`` writes for ``n`` images of ``height`` × ``width``."""
+    rows, columns = grid_shape(n)
+    return columns * (width + GRID_PADDING) + GRID_PADDING, rows * (height + GRID_PADDING) + GRID_PADDING
+
+
+def save_grid(images: torch.Tensor, path: Path, value_range: tuple[float, float]) -> None:
+    """A PNG grid of float images (N, C, H, W) in ``value_range``; 1 channel is grey, 3 RGB, others their first."""
+    pixels = _to_uint8(images.detach().float().cpu(), value_range)
+    n, channels, height, width = pixels.shape
+    _rows, columns = grid_shape(n)
+    width_px, height_px = grid_size(n, height, width)
+    depth = 3 if channels == 3 else 1
+    canvas = np.full((height_px, width_px, depth), _GRID_BACKGROUND, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        top, left = GRID_PADDING + r * (height + GRID_PADDING), GRID_PADDING + c * (width + GRID_PADDING)
+        canvas[top : top + height, left : left + width] = pixels[i, :depth].permute(1, 2, 0).numpy()
+    image = Image.fromarray(canvas[:, :, 0] if depth == 1 else canvas, mode="L" if depth == 1 else "RGB")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    low, high = value_range
+    scaled = (images - low) / (high - low) * 255.0
+    return scaled.nan_to_num(0.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def use_live_display(stream: TextIO | None = None) -> bool:
+    """A live progress bar only on a terminal, and never under CI (its logs want plain lines)."""
+    stream = stream or sys.stdout
+    return stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+class ProgressDisplay:
+    """The rich progress bar (epoch, step, images/s, ETA, D and G losses), or plain log lines off a terminal."""
+
+    def __init__(self, total: int, start: int, live: bool, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.live = live
+        self.stream = stream or sys.stdout
+        self._progress: Any = None
+        self._task: Any = None
+        self._start = start
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                "train", total=self.total, completed=self._start, epoch="?", speed="", losses=""
+            )
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(kind, value, tb)
+            self._progress = None
+
+    def advance(self, step: int, epoch: str) -> None:
+        """Move the bar to ``step`` (cheap: no device sync, only the counter)."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, epoch=epoch)
+
+    def log(self, row: Mapping[str, Any], epoch: str) -> None:
+        """Show a metrics row: in the bar's fields when live, else as one plain line."""
+        speed = f"{row['images_per_s']:.1f} img/s"
+        losses = f"D {row['loss_d']:.4f}  G {row['loss_g']:.4f}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=row["step"], epoch=epoch, speed=speed, losses=losses)
+            return
+        print(
+            f"step {row['step']}/{self.total}  epoch {epoch}  loss_d {row['loss_d']:.4f}  loss_g "
+            f"{row['loss_g']:.4f}  D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  {speed}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def human_bytes(n: float) -> str:
+    """``123.4 MB``: decimal units, as the seed prints GB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def relative_files(root: Path, paths: Iterable[Path]) -> list[str]:
+    """``paths`` relative to ``root`` where they lie under it (for the dry run's list of what it wrote)."""
+    out = []
+    for p in paths:
+        try:
+            out.append(str(p.relative_to(root)))
+        except ValueError:
+            out.append(str(p))
+    return out

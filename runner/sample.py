@@ -1,0 +1,60 @@
+"""``archspec sample``: a PNG grid from a checkpoint, with the generator rebuilt from the spec stored inside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from archspec.contract import data_range
+from archspec.modules import build
+from runner import checkpoint as ckpt
+from runner.device import resolve_device
+from runner.errors import RunError
+from runner.outputs import save_grid
+
+
+@dataclass(frozen=True)
+class SampleReport:
+    """What ``sample`` wrote: the file, how many images, and which weights made them."""
+
+    path: Path
+    count: int
+    weights: str  # "ema" or "generator"
+    step: int
+
+
+def sample(
+    checkpoint: Path, n: int, out: Path, seed: int = 0, device: str = "auto", force: bool = False
+) -> SampleReport:
+    """Write a grid of ``n`` images drawn from the checkpoint's generator (its EMA copy when it has one).
+
+    Refuses to replace an existing ``out`` unless ``force``; the latents come from ``seed`` alone.
+    """
+    if n < 1:
+        raise RunError(f"--n {n}: draw at least one image")
+    if out.exists() and not force:
+        raise RunError(f"{out}: already exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise RunError(f"{out.parent}: no such folder for --out")
+    target = resolve_device(device)
+    state = ckpt.load_checkpoint(checkpoint)
+    spec = ckpt.checkpoint_spec(state, checkpoint)
+    gan = build(spec, target)
+    weights = "ema" if state.get("ema") is not None else "generator"
+    try:
+        gan.generator.load_state_dict(state[weights])
+    except RuntimeError as err:
+        raise RunError(
+            f"{checkpoint}: the stored weights do not fit the stored spec (corrupt?): "
+            f"{str(err).splitlines()[0]}"
+        ) from None
+    gan.generator.eval()
+    z = gan.latent(n, generator=torch.Generator().manual_seed(seed)).to(target)
+    with torch.no_grad():
+        images = gan.generator(z)
+    stored_range = state.get("value_range")
+    value_range = (float(stored_range[0]), float(stored_range[1])) if stored_range else data_range(spec)
+    save_grid(images, out, value_range)
+    return SampleReport(out, n, weights, int(state["step"]))
