@@ -356,9 +356,9 @@ def _check_images(
         raise RunError(
             f"{where}: images of shape {stored} (H, W, C) have {s_c} channels; expected 1 or 3 last"
         )
-    if s_c == 3 and w_c == 1:
+    if s_c == 3 and w_c != 3:
         raise RunError(
-            f"{where}: images have 3 channels but the spec's image_shape wants 1; set it to 3 channels"
+            f"{where}: images have 3 channels but the spec's image has {w_c}; set image: [3, {w_h}, {w_w}]"
         )
     if s_h < w_h or s_w < w_w:
         raise RunError(

@@ -433,3 +433,9 @@ def test_bad_value_range_and_limit() -> None:
         open_images(None, (3, 16, 16), (1.0, 0.0))
     with pytest.raises(RunError, match="limit"):
         open_images(None, (3, 16, 16), (0.0, 1.0), limit=0)
+
+
+def test_rgb_file_for_a_four_channel_spec(tmp_path: Path) -> None:
+    path = _packed_file(tmp_path / "c.h5", synthetic_faces(2, (16, 16, 3), seed=0))
+    message = _error(str(path), (4, 16, 16))
+    assert str(path) in message and "image: [3, 16, 16]" in message
