@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 import archspec
-from archspec.modules import BUILDERS, GAN, build
 from archspec.check import CheckResult, check_file, check_text
 from archspec.layers import LAYER_TYPES
+from archspec.modules import BUILDERS, GAN, build
 from archspec.rules import RULES
 from archspec.spec import Spec
 from archspec.trace import NetworkTrace

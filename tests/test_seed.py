@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from archspec.modules import GAN, build
 from archspec.check import CheckResult, check_file
+from archspec.modules import GAN, build
 
 SEED = Path(__file__).resolve().parent.parent / "specs" / "conv_gan.yaml"
 

@@ -21,9 +21,9 @@ import torch
 import torchinfo
 from torch.utils.flop_counter import FlopCounterMode
 
-from archspec.modules import build, build_network
 from archspec.check import CheckResult, check_file
 from archspec.layers import LAYER_TYPES, WEIGHT_LAYERS
+from archspec.modules import build, build_network
 from archspec.trace import NetworkTrace, trace_network
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))  # not specs/broken/
