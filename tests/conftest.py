@@ -22,6 +22,19 @@ settings.register_profile(
 settings.load_profile("archspec")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the current output (after a deliberate change to the tables)",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
 @pytest.fixture
 def seed_text() -> str:
     """specs/conv_gan.yaml, the seed's GAN, as text."""

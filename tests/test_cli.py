@@ -15,7 +15,6 @@ from archspec.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("ARCHSPEC_UPDATE_GOLDEN") == "1"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -26,16 +25,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("name", ["conv_gan", "dcgan64", "tiny"])
 def test_check_tables_match_golden_files(
-    capsys: pytest.CaptureFixture[str], name: str, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], name: str, monkeypatch: pytest.MonkeyPatch, update_golden: bool
 ) -> None:
     monkeypatch.chdir(ROOT)
     code, out, err = run(capsys, "check", f"specs/{name}.yaml")
     assert (code, err) == (0, "")
     golden = GOLDEN / f"check_{name}.txt"
-    if UPDATE:
+    if update_golden:
         golden.write_text(out, encoding="utf-8")
     assert out == golden.read_text(encoding="utf-8"), (
-        "rerun with ARCHSPEC_UPDATE_GOLDEN=1 after a deliberate change"
+        "after a deliberate change: pytest --update-golden"
     )
 
 
