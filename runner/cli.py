@@ -1,14 +1,16 @@
-"""Sub-commands the trainer adds to ``archspec`` (train, sample, data pack).
+"""Sub-commands the trainer adds to ``archspec`` (train, sample, data pack, bench).
 
 ``archspec.cli`` finds ``register`` through the ``archspec.commands`` entry point, so the compiler never imports
 the runner. This module must stay light: argparse only; torch is imported inside the commands. Every command
-returns an exit code and reports a user's mistake as one ``error: ...`` line on stderr, never a traceback.
+returns an exit code and reports a user's mistake as one ``error: ...`` line on stderr, never a traceback (under
+torchrun from rank 0 only: every rank meets the same mistake).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,8 @@ _TRAIN_EXAMPLE = """examples:
   archspec train specs/conv_gan.yaml --dry-run                one step of everything on random data
   archspec train specs/tiny.yaml --max-steps 200 --batch-size 32 --lr 2e-4 --ema 0.999
   archspec train specs/conv_gan.yaml --resume auto            continue the latest run of this spec
+  torchrun --standalone --nproc_per_node=4 -m archspec train specs/conv_gan.yaml --batch-size 256
+                                                              DDP on 4 GPUs (batch per process)
 
 Every train: field of the spec has a flag; an override is checked like the file (`archspec check`).
 Outputs go to OUT/<spec name>/<run id>/: metrics.jsonl, loss.png, samples/, checkpoints/, spec.yaml, run.json.
@@ -38,6 +42,15 @@ Ctrl-C saves checkpoints/last.pt and exits with code 130.
 """
 _SAMPLE_EXAMPLE = """example:
   archspec sample runs/conv_gan/20261128-021500/checkpoints/last.pt --n 16 --out grid.png
+"""
+_BENCH_EXAMPLE = """examples:
+  archspec bench specs/tiny.yaml                               a few seconds on a CPU
+  archspec bench specs/conv_gan.yaml --steps 30 --batch-size 256 --json bench.json
+  archspec bench specs/conv_gan.yaml --compile --fast-batch-size 512
+
+Loops: (a) the seed's one-image loop by hand, (b) archspec fp32 at --batch-size, (c) archspec with bf16 +
+channels_last + fused Adam + data on the device at --fast-batch-size, (d) (b)'s updates by hand.
+MFU = images/s x the compiler's train-step FLOPs per image / the GPU's peak FLOP/s.
 """
 _PACK_EXAMPLE = """example:
   archspec data pack img_align_celeba.zip celeba128.h5 --size 128 --limit 20000
@@ -50,6 +63,7 @@ def register(subparsers: SubParsers) -> None:
     _add_train(subparsers)
     _add_sample(subparsers)
     _add_data(subparsers)
+    _add_bench(subparsers)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -85,6 +99,34 @@ def sample_command(args: argparse.Namespace) -> int:
     print(
         f"wrote {report.path}: {report.count} images from the {report.weights} weights at step {report.step}"
     )
+    return 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """``archspec bench``: time the trainer's step against hand-written loops; print a table, write JSON."""
+    from runner.bench import BenchOptions, print_result, run_bench, write_json
+
+    options = BenchOptions(
+        spec=args.spec,
+        steps=args.steps,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        fast_batch_size=args.fast_batch_size,
+        device=args.device,
+        data=args.data,
+        compile=args.compile,
+        peak_tflops=args.peak_tflops,
+        variants=tuple(args.only.split(",")) if args.only else BenchOptions.variants,
+    )
+
+    def progress(what: str) -> None:
+        print(f"{what} ...", file=sys.stderr, flush=True)
+
+    result = run_bench(options, progress)
+    print_result(result, sys.stdout)
+    if args.json is not None:
+        write_json(result, Path(args.json))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -169,6 +211,40 @@ def _add_data(subparsers: SubParsers) -> None:
     parser.set_defaults(func=functools.partial(_usage, parser))
 
 
+def _add_bench(subparsers: SubParsers) -> None:
+    parser = _parser(
+        subparsers, "bench", "time training steps against hand-written PyTorch loops", _BENCH_EXAMPLE
+    )
+    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    parser.add_argument(
+        "--steps", type=_positive, default=50, metavar="N", help="timed steps per loop (default 50)"
+    )
+    parser.add_argument(
+        "--warmup", type=_non_negative, default=3, metavar="N", help="untimed steps first (default 3)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        metavar="B",
+        help="batch of (b) and (d) (default: the spec's, or 64 if it trains one image at a time)",
+    )
+    parser.add_argument("--fast-batch-size", type=_positive, metavar="B", help="batch of (c) (default: B)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--data", default="synthetic", metavar="PATH|synthetic|random", help="images (default synthetic)"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks of (c)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        metavar="X",
+        help="peak TFLOP/s for the MFU column (default: by GPU name)",
+    )
+    parser.add_argument("--only", metavar="LIST", help="some of seed,fp32,fast,hand (default: all four)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.set_defaults(func=_guarded(bench_command))
+
+
 def _parser(subparsers: SubParsers, name: str, help: str, example: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(
         name,
@@ -210,11 +286,13 @@ def _guarded(command: Command) -> Command:
         try:
             return command(args)
         except SpecInvalid as err:
-            for error in err.errors:
-                print(error.render(), file=sys.stderr)
+            if _main_rank():
+                for error in err.errors:
+                    print(error.render(), file=sys.stderr)
             return 1
         except RunError as err:
-            print(f"error: {err}", file=sys.stderr)
+            if _main_rank():
+                print(f"error: {err}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
@@ -223,9 +301,24 @@ def _guarded(command: Command) -> Command:
     return run
 
 
+def _main_rank() -> bool:
+    # torchrun's RANK; read here without importing torch.distributed, which this module must not.
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     parser.print_help(sys.stderr)
     return 2
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:

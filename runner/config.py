@@ -8,11 +8,12 @@ reported exactly like ``archspec check`` reports it. Imports no torch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -142,12 +143,16 @@ def flag_name(field: str) -> str:
 
 
 def resolve(
-    path: str | Path, overrides: Mapping[str, Any], base: Mapping[str, Any] | None = None
+    path: str | Path,
+    overrides: Mapping[str, Any],
+    base: Mapping[str, Any] | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> Resolved:
     """Check the spec at ``path`` with ``overrides`` applied on top of its train section (or of ``base``).
 
     An override may also mend the file (``--loss hinge`` for a discriminator without sigmoid): only the spec as
-    it will be trained must check.
+    it will be trained must check. ``edit`` changes a copy of the file's data before anything is checked (the
+    benchmark's bf16 variant drops the discriminator's final sigmoid); positions and text stay the file's.
 
     Raises SpecInvalid with every error, as ``archspec check`` would print them, when the file or the overridden
     spec does not check, and RunError naming the flag when an override is not a valid value.
@@ -156,6 +161,10 @@ def resolve(
         source = read_source(path)
     except SourceError as exc:
         raise SpecInvalid([exc.error]) from None
+    if edit is not None:
+        data = copy.deepcopy(source.data)
+        edit(data)
+        source = dataclasses.replace(source, data=data)
     original = check_source(source)
     if original.spec is None:
         raise SpecInvalid(list(original.errors))

@@ -1,7 +1,7 @@
 """Where training runs: the device a ``--device`` string names, what to call it, and how much memory it used.
 
-Also the seam for distributed training: ``World`` says which process this is. A later issue fills it from
-torchrun's environment; until then every run is the single rank 0, which alone writes outputs.
+Also the seam for distributed training: ``World`` says which process this is (``runner.distributed`` fills it
+from torchrun's environment); without torchrun every run is the single rank 0, which alone writes outputs.
 """
 
 from __future__ import annotations
@@ -23,11 +23,17 @@ class World:
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0  # the process's index on its own machine: which GPU it drives
 
     @property
     def is_main(self) -> bool:
         """Only the main rank writes the run directory, checkpoints and the console output."""
         return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether there are other processes to keep in step with (DistributedDataParallel)."""
+        return self.world_size > 1
 
 
 def resolve_device(name: str) -> torch.device:

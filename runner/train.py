@@ -1,17 +1,19 @@
 """``archspec train``: setup (everything that can fail, before any step) → the training loop → cleanup.
 
-One step is one real batch: ``d_steps`` discriminator updates (for the seed's BCE, one optimiser step on the
-real batch with target 1 and one on G(z).detach() with target 0), then one generator update through D, each with
-a fresh latent batch. Losses stay on the device as tensors and are read back only every ``log_every`` steps, so
-a step never waits for the device. Everything a step draws at random comes from generators that checkpoints save,
-so a run resumed from a checkpoint continues bit for bit as if it had never stopped.
+One step is one real batch, trained by ``runner.step.GanStep``. Losses stay on the device as tensors and are
+read back only every ``log_every`` steps, so a step never waits for the device; data that does not fit on the
+GPU comes through pinned memory, prefetched by a thread. Everything a step draws at random comes from generators
+that checkpoints save, so a run resumed from a checkpoint continues bit for bit as if it had never stopped.
+
+Under torchrun (``runner.distributed``) every process runs this same loop on its own share of each epoch, with
+DDP averaging the gradients; rank 0 alone prints and writes files, and the losses it logs are the ranks' mean.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
+import io
 import json
 import platform
 import random
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -28,14 +30,13 @@ from typing import Any, TextIO
 
 import numpy as np
 import torch
-from torch import nn
 
 from archspec.layers import MAX_SIZE
-from archspec.modules import GAN, build
+from archspec.modules import GAN
 from runner import checkpoint as ckpt
-from runner import outputs
+from runner import distributed, outputs
 from runner.config import Resolved, load_spec, resolve, resume_base, train_changes, train_dict
-from runner.data import ImageSet, epoch_generator, open_images
+from runner.data import ImageSet, epoch_generator, epoch_permutation, open_images
 from runner.device import (
     World,
     describe_device,
@@ -46,10 +47,12 @@ from runner.device import (
     synchronize,
 )
 from runner.errors import RunError
-from runner.losses import GanLoss, gradient_penalty, make_loss
+from runner.prefetch import prefetched
+from runner.step import GanStep, build_gan
 
-# Latent batches and the fixed sample batch come from their own generators, seeded from the run's seed.
-_LATENT_STREAM, _SAMPLE_STREAM = 1, 2
+# Latent batches and the fixed sample batch come from their own generators, seeded from the run's seed; under
+# torchrun ranks other than 0 also reseed torch's global generator (dropout) from the third stream.
+_LATENT_STREAM, _SAMPLE_STREAM, _GLOBAL_STREAM = 1, 2, 3
 _STATS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
@@ -80,6 +83,8 @@ class TrainReport:
     peak_memory_kind: str
     checkpoint: Path | None
     resume_hint: str
+    world_size: int = 1  # processes that trained; images_per_s counts all of them
+    ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
 
 
 class NonFiniteLoss(RunError):
@@ -87,25 +92,13 @@ class NonFiniteLoss(RunError):
 
 
 def train(options: TrainOptions) -> TrainReport:
-    """Train the spec as ``options`` say; RunError or SpecInvalid for any problem found before the first step."""
-    trainer = Trainer.setup(options)
-    return trainer.run()
+    """Train the spec as ``options`` say; RunError or SpecInvalid for any problem found before the first step.
 
-
-class Ema:
-    """An exponential moving average of a network's weights (buffers copied as they are), for samples."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """ema ← decay·ema + (1 − decay)·weights."""
-        for average, weight in zip(self.module.parameters(), model.parameters(), strict=True):
-            average.lerp_(weight, 1.0 - self.decay)
-        for copied, buffer in zip(self.module.buffers(), model.buffers(), strict=True):
-            copied.copy_(buffer)
+    Launched by torchrun, this process joins the others for the run and trains its share with DDP.
+    """
+    with distributed.session() as world:
+        trainer = Trainer.setup(options, world)
+        return trainer.run()
 
 
 @dataclass
@@ -129,6 +122,7 @@ class Trainer:
         data: ImageSet,
         gan: GAN,
         run_dir: Path,
+        world: World | None = None,
     ) -> None:
         self.options = options
         self.resolved = resolved
@@ -137,25 +131,18 @@ class Trainer:
         self.data = data
         self.gan = gan
         self.run_dir = run_dir
-        self.world = World()
-        self.out = options.stdout or sys.stdout
-        self.loss: GanLoss = make_loss(self.cfg.loss, self.cfg.gp_weight)
-        self.opt_g = _adam(gan.generator, self.cfg.lr_g or self.cfg.lr, self.cfg.betas, self.cfg.fused_adam)
-        self.opt_d = _adam(
-            gan.discriminator, self.cfg.lr_d or self.cfg.lr, self.cfg.betas, self.cfg.fused_adam
-        )
-        self.ema = Ema(gan.generator, self.cfg.ema) if self.cfg.ema is not None else None
+        self.world = world or World()
+        # Other ranks print nothing: rank 0 speaks for the run.
+        self.out = (options.stdout or sys.stdout) if self.world.is_main else _Silent()
         self.latent_rng = torch.Generator(device=device).manual_seed(
-            _derived_seed(self.cfg.seed, _LATENT_STREAM)
+            _derived_seed(self.cfg.seed, _LATENT_STREAM, self.world.rank)
         )
+        self.step = GanStep(gan, self.cfg, device, resolved.value_range, self.latent_rng, self.world)
         sample_rng = torch.Generator().manual_seed(_derived_seed(self.cfg.seed, _SAMPLE_STREAM))
         self.fixed_z = gan.latent(self.cfg.samples, generator=sample_rng).to(device)
-        self.g_step, self.d_step = (
-            _maybe_compile(gan.generator, self.cfg.compile),
-            _maybe_compile(gan.discriminator, self.cfg.compile),
-        )
         self.pos = _Position()
-        self.per_epoch = data.num_batches(self.cfg.batch_size)
+        # Each rank trains an equal share of every epoch (the tail that does not divide evenly is dropped).
+        self.per_epoch = (len(data) // self.world.world_size) // self.cfg.batch_size
         self.total = min(self.cfg.max_steps or MAX_SIZE, self.cfg.epochs * self.per_epoch)
         self.metrics = outputs.MetricsLog(run_dir / "metrics.jsonl")
         self.pending: list[tuple[int, torch.Tensor]] = []
@@ -163,7 +150,10 @@ class Trainer:
         self.written: list[Path] = []
         self.resumed_from: Path | None = None
         self.changes: list[str] = []
+        self.notes: list[str] = []  # header lines about how this run differs from what was asked
+        self.ranks_identical: bool | None = None
         self._stop_requested = False
+        self._stop_agreed = False  # under torchrun: some rank asked to stop, as of the last log step
         self._session_start = time.perf_counter()
         self._log_start = (self._session_start, 0)
         previous = _read_json(run_dir / "run.json") or {}
@@ -173,11 +163,14 @@ class Trainer:
     # --- setup ---------------------------------------------------------------------------------------------------
 
     @classmethod
-    def setup(cls, options: TrainOptions) -> Trainer:
+    def setup(cls, options: TrainOptions, world: World | None = None) -> Trainer:
         """Check the spec, overrides, checkpoint, device and data, build everything, and make the run folder.
 
         Every RunError a user can cause is raised here, before the first step and before any file is written.
+        Under torchrun (``world``) rank 0 finds the checkpoint to resume and makes the run folder, and tells the
+        other ranks.
         """
+        world = world or World()
         overrides = dict(options.overrides)
         if options.dry_run:
             if options.resume is not None:
@@ -187,45 +180,45 @@ class Trainer:
         if options.resume is None:
             resolved = resolve(options.spec, overrides)
         else:
-            resolved, state, checkpoint_path = _resume(options.spec, options.resume, overrides)
+            resolved, state, checkpoint_path = _resume(options.spec, options.resume, overrides, world)
             changes = train_changes(state["train"], resolved.train)
             if options.limit is None and isinstance(state.get("limit"), int):
                 # --limit is not part of the train section; a resumed run keeps the data it started with.
                 options = dataclasses.replace(options, limit=state["limit"])
         train_cfg = resolved.train
-        device = resolve_device(train_cfg.device)
-        data = _open_data(resolved, options, device)
+        device = resolve_device(distributed.rank_device(train_cfg.device, world))
+        distributed.check_sync_batchnorm(train_cfg.sync_batchnorm, device, world)
+        data = _open_data(resolved, options, device, world)
         prepare_device(device)
-        _seed_everything(train_cfg.seed)
-        gan = build(resolved.result, device)
-        if train_cfg.channels_last:
-            # Module.to takes memory_format at run time; the type stubs leave it out.
-            gan.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            gan.discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        run_dir = _run_dir(options, resolved, checkpoint_path)
-        trainer = cls(options, resolved, device, data, gan, run_dir)
+        _seed_everything(train_cfg.seed)  # the same weights on every rank (DDP copies rank 0's anyway)
+        gan = build_gan(resolved.result, train_cfg, device)
+        if world.rank > 0:
+            torch.manual_seed(_derived_seed(train_cfg.seed, _GLOBAL_STREAM, world.rank))  # its own dropout
+        run_dir = distributed.from_main(world, lambda: _run_dir(options, resolved, checkpoint_path))
+        trainer = cls(options, resolved, device, data, gan, run_dir, world)
         trainer.changes = changes
         if state is not None and checkpoint_path is not None:
             try:
                 trainer._restore(state, checkpoint_path)
             except RunError:
-                if not any(run_dir.iterdir()):
+                if world.is_main and not any(run_dir.iterdir()):
                     run_dir.rmdir()  # made for this resume (a loose checkpoint file): leave nothing behind
                 raise
-        else:
+        elif world.is_main:
             outputs.write_atomic(run_dir / "spec.yaml", resolved.text.encode("utf-8"))
         trainer._write_run_json("running")
         return trainer
 
     def _restore(self, state: Mapping[str, Any], path: Path) -> None:
+        step = self.step
         try:
             self.gan.generator.load_state_dict(state["generator"])
             self.gan.discriminator.load_state_dict(state["discriminator"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            if self.ema is not None:
-                self.ema.module.load_state_dict(state.get("ema") or state["generator"])
-            ckpt.restore_rng(state["rng"], self.latent_rng)
+            step.opt_g.load_state_dict(state["opt_g"])
+            step.opt_d.load_state_dict(state["opt_d"])
+            if step.ema is not None:
+                step.ema.module.load_state_dict(state.get("ema") or state["generator"])
+            self._restore_rng(state)
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
             # The architectures were compared already; this is a damaged or hand-edited file.
             raise RunError(
@@ -233,8 +226,8 @@ class Trainer:
             ) from None
         # A changed train section may change the learning rates and betas; the checkpoint has the old ones.
         for opt, lr in (
-            (self.opt_g, self.cfg.lr_g or self.cfg.lr),
-            (self.opt_d, self.cfg.lr_d or self.cfg.lr),
+            (step.opt_g, self.cfg.lr_g or self.cfg.lr),
+            (step.opt_d, self.cfg.lr_d or self.cfg.lr),
         ):
             for group in opt.param_groups:
                 group["lr"], group["betas"] = lr, tuple(self.cfg.betas)
@@ -245,9 +238,31 @@ class Trainer:
             state["batch"],
             float(elapsed) if isinstance(elapsed, float) else 0.0,
         )
-        self.metrics = outputs.MetricsLog(self.run_dir / "metrics.jsonl", upto_step=self.pos.step)
+        if self.world.is_main:  # drops rows logged after the checkpoint: a write, so rank 0's alone
+            self.metrics = outputs.MetricsLog(self.run_dir / "metrics.jsonl", upto_step=self.pos.step)
         self.resumed_from = path
         self.last_checkpoint = path
+
+    def _restore_rng(self, state: Mapping[str, Any]) -> None:
+        """Each rank's generators as the checkpoint saved them; fresh ones for ranks a different world lacked."""
+        ranks = state.get("rng_ranks")
+        saved_world = state.get("world_size", 1)
+        if isinstance(ranks, list) and len(ranks) == self.world.world_size:
+            ckpt.restore_rng(ranks[self.world.rank], self.latent_rng)
+            return
+        if self.world.is_main:
+            ckpt.restore_rng(state["rng"], self.latent_rng)
+        else:
+            # Seeded from the step too, so this rank does not repeat the latents of the run's first steps.
+            self.latent_rng.manual_seed(
+                _derived_seed(self.cfg.seed, _LATENT_STREAM, self.world.rank, state["step"])
+            )
+            torch.manual_seed(_derived_seed(self.cfg.seed, _GLOBAL_STREAM, self.world.rank, state["step"]))
+        if saved_world != self.world.world_size:
+            self.notes.append(
+                f"the checkpoint was written by {saved_world} process(es), this run has {self.world.world_size}: "
+                "it continues, but not bit for bit as the original world would have"
+            )
 
     # --- the loop ------------------------------------------------------------------------------------------------
 
@@ -263,6 +278,7 @@ class Trainer:
             return self._report("complete", 0, 0.0)
         start_step, started = self.pos.step, time.perf_counter()
         live = outputs.use_live_display(self.out) if self.options.live is None else self.options.live
+        live = live and self.world.is_main
         try:
             with (
                 self._sigint_stops(),
@@ -282,6 +298,11 @@ class Trainer:
         synchronize(self.device)  # wall time of work done, not of work queued
         wall = time.perf_counter() - started
         self._finish()
+        if self.world.distributed:
+            modules = [self.gan.generator, self.gan.discriminator] + (
+                [self.step.ema.module] if self.step.ema else []
+            )
+            self.ranks_identical = distributed.ranks_identical(modules, self.world)
         return self._report(status, self.pos.step - start_step, wall)
 
     def _run_loop(self, display: outputs.ProgressDisplay) -> str:
@@ -299,29 +320,46 @@ class Trainer:
         while self.pos.step < self.total:
             if self.pos.batch >= self.per_epoch:
                 self.pos.epoch, self.pos.batch = self.pos.epoch + 1, 0
-            for real in self._epoch_batches():
-                try:
-                    stats = self._train_step(real)
-                except RuntimeError:
-                    # NaN weights make some ops refuse their input (BCE wants [0, 1]); say so rather than crash.
-                    self._check_finite(self.pos.step + 1)
-                    raise
-                self.pos.step, self.pos.batch = self.pos.step + 1, self.pos.batch + 1
-                self.pending.append((self.pos.step, stats))
-                display.advance(self.pos.step, self._epoch_label())
-                self._after_step(display)
-                if self._stop_requested:
-                    return "interrupted"
-                if self.pos.step >= self.total:
-                    break
+            # closing: leaving the epoch early also stops its prefetch thread at once.
+            with contextlib.closing(self._epoch_batches()) as batches:
+                for real in batches:
+                    try:
+                        stats = self._train_step(real)
+                    except RuntimeError:
+                        # NaN weights make some ops refuse their input (BCE wants [0, 1]); say so, not crash.
+                        self._check_finite(self.pos.step + 1, everywhere=False)
+                        raise
+                    self.pos.step, self.pos.batch = self.pos.step + 1, self.pos.batch + 1
+                    self.pending.append((self.pos.step, stats))
+                    display.advance(self.pos.step, self._epoch_label())
+                    self._after_step(display)
+                    if self._should_stop():
+                        return "interrupted"
+                    if self.pos.step >= self.total:
+                        break
         return "finished"
 
-    def _epoch_batches(self) -> Iterator[torch.Tensor]:
-        shuffle = self.cfg.shuffle
+    def _epoch_batches(self) -> Generator[torch.Tensor, None, None]:
+        shuffle, size, n = self.cfg.shuffle, self.cfg.batch_size, len(self.data)
         # The order of epoch e depends on (seed, e) alone, so a resumed run skips exactly the batches it did.
-        order = epoch_generator(self.pos.epoch, self.cfg.seed) if shuffle else None
-        # indices=None: the whole set; under DDP each rank will pass its share here.
-        return self.data.batches(self.cfg.batch_size, shuffle=shuffle, generator=order, start=self.pos.batch)
+        if self.world.distributed:
+            # Every rank draws the same permutation and trains its own share of it, as DistributedSampler.
+            order = epoch_permutation(n, self.pos.epoch, self.cfg.seed) if shuffle else torch.arange(n)
+            share = distributed.shard(order, self.world)
+            batches = self.data.batches(
+                size, shuffle=False, generator=None, start=self.pos.batch, indices=share
+            )
+        else:
+            generator = epoch_generator(self.pos.epoch, self.cfg.seed) if shuffle else None
+            batches = self.data.batches(size, shuffle=shuffle, generator=generator, start=self.pos.batch)
+        if self.data.images.device != self.device:
+            yield from prefetched(batches, self.device)
+        else:
+            yield from batches
+
+    def _should_stop(self) -> bool:
+        # Under torchrun all ranks must stop at the same step, so a Ctrl-C counts once the ranks agreed on it.
+        return self._stop_agreed if self.world.distributed else self._stop_requested
 
     def _after_step(self, display: outputs.ProgressDisplay) -> None:
         step = self.pos.step
@@ -333,71 +371,7 @@ class Trainer:
             self._save(self.run_dir / "checkpoints" / ckpt.step_name(step))
 
     def _train_step(self, real_uint8: torch.Tensor) -> torch.Tensor:
-        real = self.data.to_float(real_uint8.to(self.device, non_blocking=True))
-        if self.cfg.channels_last:
-            real = real.contiguous(memory_format=torch.channels_last)
-        for _ in range(self.cfg.d_steps):
-            loss_d, d_real, d_fake = self._discriminator_update(real)
-        loss_g = self._generator_update(real.shape[0])
-        if self.ema is not None:
-            self.ema.update(self.gan.generator)
-        return torch.stack([loss_d, loss_g, d_real, d_fake]).float()
-
-    def _discriminator_update(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One discriminator update; returns its loss and the mean scores of real and fake (detached)."""
-        if self.loss.split_d:
-            # The seed: one optimiser step on the real batch, then one on a generated batch.
-            loss_real, scores_real = self._d_optimiser_step(lambda: self.d_step(real), self.loss.d_real)
-            fake = self._fake(real.shape[0])
-            loss_fake, scores_fake = self._d_optimiser_step(lambda: self.d_step(fake), self.loss.d_fake)
-            return loss_real + loss_fake, scores_real, scores_fake
-        fake = self._fake(real.shape[0])
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
-            scores_real, scores_fake = self.d_step(real), self.d_step(fake)
-            loss = self.loss.d_real(scores_real) + self.loss.d_fake(scores_fake)
-        # The penalty differentiates through D; autocast off keeps its second-order graph in fp32.
-        loss = loss + self.loss.gp_weight * gradient_penalty(self.d_step, real, fake, self.latent_rng)
-        torch.autograd.backward(loss)
-        self.opt_d.step()
-        return loss.detach(), scores_real.detach().float().mean(), scores_fake.detach().float().mean()
-
-    def _d_optimiser_step(
-        self, scores_of: Callable[[], torch.Tensor], loss_of: Callable[[torch.Tensor], torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
-            scores = scores_of()
-            loss = loss_of(scores)
-        torch.autograd.backward(loss)
-        self.opt_d.step()
-        return loss.detach(), scores.detach().float().mean()
-
-    def _fake(self, n: int) -> torch.Tensor:
-        """G(z).detach() for a fresh z: no graph is kept, but batch norm updates its statistics as the seed's."""
-        z = self.gan.latent(n, generator=self.latent_rng, device=self.device)
-        with torch.no_grad(), self._autocast():
-            fake: torch.Tensor = self.g_step(z)
-        return fake
-
-    def _generator_update(self, n: int) -> torch.Tensor:
-        z = self.gan.latent(n, generator=self.latent_rng, device=self.device)
-        # D's weights get no gradient from this step; skipping them saves a third of D's backward.
-        self.gan.discriminator.requires_grad_(False)
-        try:
-            self.opt_g.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss = self.loss.g(self.d_step(self.g_step(z)))
-            torch.autograd.backward(loss)
-            self.opt_g.step()
-        finally:
-            self.gan.discriminator.requires_grad_(True)
-        return loss.detach()
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.cfg.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.step(real_uint8)
 
     # --- logging, samples, checkpoints ---------------------------------------------------------------------------
 
@@ -405,20 +379,34 @@ class Trainer:
         """Read the pending losses back (the only host sync of the loop) and write one metrics row."""
         if not self.pending:
             return
-        values = torch.stack([s for _, s in self.pending]).cpu()
+        values = self._pending_values(everywhere=True)
         steps = [step for step, _ in self.pending]
         self._raise_if_not_finite(values, steps)
         now, (since, since_step) = time.perf_counter(), self._log_start
         means = values.mean(dim=0).tolist()
         row: dict[str, Any] = {"step": self.pos.step, "epoch": self.pos.epoch + 1}
         row.update({name: float(v) for name, v in zip(_STATS, means, strict=True)})
-        row["images_per_s"] = (self.pos.step - since_step) * self.cfg.batch_size / max(now - since, 1e-9)
+        images = (self.pos.step - since_step) * self.cfg.batch_size * self.world.world_size
+        row["images_per_s"] = images / max(now - since, 1e-9)
         row["time"] = round(self.pos.elapsed + now - self._session_start, 3)
         self.pending.clear()
         self._log_start = (now, self.pos.step)
+        if not self.world.is_main:
+            return
         self.metrics.append(row)
         if display is not None:
             display.log(row, self._epoch_label())
+
+    def _pending_values(self, everywhere: bool) -> torch.Tensor:
+        """The pending losses on the CPU (the host waits for the device here). Under torchrun, with
+        ``everywhere``, they are the mean over the ranks, and the ranks agree on any Ctrl-C on the way."""
+        values = torch.stack([s for _, s in self.pending])
+        if self.world.distributed and everywhere:
+            flag = torch.full_like(values[:1], float(self._stop_requested))
+            reduced = distributed.mean_over_ranks(torch.cat([values, flag]), self.world).cpu()
+            self._stop_agreed = self._stop_agreed or bool(reduced[-1, 0] > 0)
+            return reduced[:-1]
+        return values.cpu()
 
     def _raise_if_not_finite(self, values: torch.Tensor, steps: list[int]) -> None:
         bad = (~torch.isfinite(values)).nonzero()
@@ -432,13 +420,16 @@ class Trainer:
             f"stopped ({kept}). Try a lower --lr"
         )
 
-    def _check_finite(self, step: int) -> None:
-        """The pending losses and every weight must be finite (before a checkpoint is written, for one)."""
+    def _check_finite(self, step: int, everywhere: bool = True) -> None:
+        """The pending losses and every weight must be finite (before a checkpoint is written, for one).
+
+        ``everywhere``: all ranks check together (the losses are averaged, so all stop or none); a rank whose
+        step failed checks alone, since the others are not there to answer.
+        """
         if self.pending:
-            self._raise_if_not_finite(
-                torch.stack([s for _, s in self.pending]).cpu(), [s for s, _ in self.pending]
-            )
-        modules = [self.gan.generator, self.gan.discriminator] + ([self.ema.module] if self.ema else [])
+            self._raise_if_not_finite(self._pending_values(everywhere), [s for s, _ in self.pending])
+        ema = self.step.ema
+        modules = [self.gan.generator, self.gan.discriminator] + ([ema.module] if ema else [])
         params = [p for m in modules for p in m.parameters()]
         if params and not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
             kept = self.last_checkpoint or "no checkpoint had been written yet"
@@ -448,7 +439,9 @@ class Trainer:
             )
 
     def _sample(self, path: Path) -> None:
-        net = self.ema.module if self.ema is not None else self.gan.generator
+        if not self.world.is_main:
+            return
+        net = self.step.ema.module if self.step.ema is not None else self.gan.generator
         was_training = net.training
         net.eval()  # eval: batch norm uses its running statistics and leaves them unchanged
         try:
@@ -461,30 +454,40 @@ class Trainer:
         self.written.append(path)
 
     def _save(self, path: Path) -> None:
+        """Write a checkpoint (rank 0); every rank takes part, checking its losses and handing over its RNGs."""
         self._check_finite(self.pos.step)
+        rngs = distributed.gather(ckpt.capture_rng(self.latent_rng), self.world)
+        self.last_checkpoint = path
+        if not self.world.is_main:
+            return
         path.parent.mkdir(exist_ok=True)
         elapsed = self.pos.elapsed + time.perf_counter() - self._session_start
-        state = {
+        step = self.step
+        state: dict[str, Any] = {
             "spec_text": self.resolved.text,
             "spec_name": self.resolved.spec.name,
             "train": train_dict(self.cfg),
             "value_range": list(self.resolved.value_range),
             "generator": self.gan.generator.state_dict(),
             "discriminator": self.gan.discriminator.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "ema": step.ema.module.state_dict() if step.ema is not None else None,
+            "opt_g": step.opt_g.state_dict(),
+            "opt_d": step.opt_d.state_dict(),
             "step": self.pos.step,
             "epoch": self.pos.epoch,
             "batch": self.pos.batch,
             "elapsed": elapsed,
-            "rng": ckpt.capture_rng(self.latent_rng),
+            "rng": rngs[0],
             "data_order": {"seed": self.cfg.seed, "epoch": self.pos.epoch, "shuffle": self.cfg.shuffle},
             "data": {"source": self.data.info.source, "count": len(self.data)},
             "limit": self.options.limit,
+            "world_size": self.world.world_size,
         }
+        if self.world.distributed:
+            state["rng_ranks"] = (
+                rngs  # each rank's own latent stream, for a bit-exact resume in the same world
+            )
         ckpt.save_checkpoint(path, state)
-        self.last_checkpoint = path
         self.written.append(path)
 
     # --- cleanup -------------------------------------------------------------------------------------------------
@@ -495,7 +498,7 @@ class Trainer:
         self._plot()
 
     def _plot(self) -> None:
-        if self.metrics.rows:
+        if self.world.is_main and self.metrics.rows:
             outputs.plot_losses(
                 self.metrics.rows, self.run_dir / "loss.png", f"{self.resolved.spec.name}: losses"
             )
@@ -503,7 +506,8 @@ class Trainer:
 
     def _report(self, status: str, steps_run: int, wall: float) -> TrainReport:
         peak, kind = peak_memory(self.device)
-        images_per_s = steps_run * self.cfg.batch_size / wall if wall > 0 else 0.0
+        images = steps_run * self.cfg.batch_size * self.world.world_size
+        images_per_s = images / wall if wall > 0 else 0.0
         report = TrainReport(
             run_dir=self.run_dir,
             status=status,
@@ -515,6 +519,8 @@ class Trainer:
             peak_memory_kind=kind,
             checkpoint=self.last_checkpoint,
             resume_hint=f"archspec train {self.options.spec} --resume {self.run_dir}",
+            world_size=self.world.world_size,
+            ranks_identical=self.ranks_identical,
         )
         self._write_run_json(status, report)
         self._print_report(report)
@@ -525,7 +531,11 @@ class Trainer:
         low, high = info.value_range
         g_params = sum(p.numel() for p in self.gan.generator.parameters())
         d_params = sum(p.numel() for p in self.gan.discriminator.parameters())
-        where = "on the device" if self.data.images.device == self.device else "on the CPU, copied per batch"
+        where = (
+            "on the device"
+            if self.data.images.device == self.device
+            else "in pinned host memory, prefetched to the GPU"
+        )
         lines = [
             f"archspec train {spec.name} ({self.resolved.path}) → {self.run_dir}",
             f"  data     {info.source} ({info.layout}): {info.count} images, stored {_hwc(info.stored_shape)}, "
@@ -538,6 +548,12 @@ class Trainer:
             + (f", EMA {cfg.ema:g}" if cfg.ema else "")
             + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
         ]
+        if self.world.distributed:
+            lines.append(
+                f"  world    {distributed.describe_world(self.world, self.device)}: batch {cfg.batch_size} per "
+                "process, "
+                f"{cfg.batch_size * self.world.world_size} per step; each process trains its share of each epoch"
+            )
         if self.resumed_from is not None:
             lines.append(
                 f"  resumed  from {self.resumed_from} at step {self.pos.step} (epoch {self.pos.epoch + 1}, "
@@ -547,8 +563,9 @@ class Trainer:
                 lines.append(
                     f"  changed  train section differs from the checkpoint's: {'; '.join(self.changes)}"
                 )
-        if cfg.sync_batchnorm and self.world.world_size == 1:
+        if cfg.sync_batchnorm and not self.world.distributed:
             lines.append("  note     sync_batchnorm has no effect in a single process")
+        lines += [f"  note     {note}" for note in self.notes]
         print("\n".join(lines), file=self.out, flush=True)
 
     def _print_report(self, report: TrainReport) -> None:
@@ -560,12 +577,17 @@ class Trainer:
         )
         if report.checkpoint is not None:
             print(f"  checkpoint {report.checkpoint}", file=self.out)
+        if report.ranks_identical is not None:
+            same = "identical" if report.ranks_identical else "DIFFERENT (a bug: please report it)"
+            print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
         if self.options.dry_run:
             files = sorted({str(p) for p in outputs.relative_files(self.run_dir, self.written)})
             print(f"dry run: one step of everything into {self.run_dir}: {', '.join(files)}", file=self.out)
         self.out.flush()
 
     def _write_run_json(self, status: str, report: TrainReport | None = None) -> None:
+        if not self.world.is_main:
+            return
         session = self._session
         session.setdefault("from_step", self.pos.step)
         session.update(
@@ -585,6 +607,8 @@ class Trainer:
             "overrides": dict(self.options.overrides),
             "dry_run": self.options.dry_run,
             "device": describe_device(self.device),
+            "world_size": self.world.world_size,
+            "ranks_identical": self.ranks_identical,
             "data": asdict(self.data.info),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -630,12 +654,15 @@ def _dry_run_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _resume(
-    spec_path: str, resume: str, overrides: Mapping[str, Any]
+    spec_path: str, resume: str, overrides: Mapping[str, Any], world: World
 ) -> tuple[Resolved, dict[str, Any], Path]:
     """The checkpoint ``--resume`` names, refused if its networks differ, and the spec resolved on top of its
-    train settings (the file's own train section need not check: the checkpoint's may mend it)."""
+    train settings (the file's own train section need not check: the checkpoint's may mend it).
+
+    Rank 0 finds the checkpoint; every rank loads the one it found."""
     spec = load_spec(spec_path)
-    path = ckpt.find_resume(resume, overrides.get("out", spec.train.out), spec.name)
+    out = overrides.get("out", spec.train.out)
+    path = distributed.from_main(world, lambda: ckpt.find_resume(resume, out, spec.name))
     state = ckpt.load_checkpoint(path)
     old = ckpt.checkpoint_spec(state, path)
     differences = ckpt.architecture_differences(old, spec)
@@ -647,18 +674,19 @@ def _resume(
     return resolve(spec_path, overrides, resume_base(state["train"], state["spec_text"], spec)), state, path
 
 
-def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device) -> ImageSet:
-    cfg, spec = resolved.train, resolved.spec
+def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, world: World) -> ImageSet:
+    cfg, spec, ranks = resolved.train, resolved.spec, world.world_size
     source = cfg.data or "synthetic"
     if source not in ("synthetic", "random") and spec.image[0] not in (1, 3):
         raise RunError(
             f"image files hold grey or RGB pictures, but the spec's image has {spec.image[0]} channels"
         )
-    limit = options.limit if not options.dry_run else cfg.batch_size
+    limit = options.limit if not options.dry_run else cfg.batch_size * ranks
     data = open_images(source, spec.image, resolved.value_range, seed=cfg.seed, limit=limit)
-    if len(data) < cfg.batch_size:
+    if len(data) // ranks < cfg.batch_size:
+        each = f" ({len(data) // ranks} for each of {ranks} processes)" if ranks > 1 else ""
         raise RunError(
-            f"{source}: {len(data)} images, fewer than one batch of {cfg.batch_size} (partial batches "
+            f"{source}: {len(data)} images{each}, fewer than one batch of {cfg.batch_size} (partial batches "
             "are dropped); lower --batch-size or use more images"
         )
     if device.type != "cpu" and (
@@ -686,20 +714,19 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _derived_seed(seed: int, stream: int) -> int:
-    # SeedSequence mixes (seed, stream): the latent and sample streams are unrelated to the weights' stream.
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+def _derived_seed(seed: int, stream: int, *more: int) -> int:
+    """A seed for one stream of a run (and rank, and step): SeedSequence mixes them, so the latent and sample
+    streams are unrelated to the weights' stream and to each other's. Rank 0 adds nothing: a single-process
+    run and rank 0 of a torchrun draw the same latents."""
+    key = [seed, stream, *more] if any(more) else [seed, stream]
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _adam(net: nn.Module, lr: float, betas: tuple[float, float], fused: bool) -> torch.optim.Adam:
-    return torch.optim.Adam(net.parameters(), lr=lr, betas=(betas[0], betas[1]), fused=fused or None)
+class _Silent(io.StringIO):
+    """The console of ranks other than 0: everything written is dropped."""
 
-
-def _maybe_compile(net: nn.Module, enabled: bool) -> nn.Module:
-    if not enabled:
-        return net
-    compiled: nn.Module = torch.compile(net)  # type: ignore[assignment]  # compile returns the wrapped module
-    return compiled
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 def _report_json(report: TrainReport) -> dict[str, Any]:

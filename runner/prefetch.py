@@ -1,0 +1,105 @@
+"""Batches from host memory to a GPU without making a step wait: the path for data that does not fit on the GPU.
+
+A copy to the GPU from ordinary (pageable) memory makes the host wait for the GPU's queue to drain, every step.
+From page-locked (pinned) memory it is queued like a kernel and the host runs ahead. A background thread
+gathers each batch and pins it while the GPU trains on the previous ones; the trainer's thread only queues the
+copy. (Data that fits is copied to the GPU once instead, which needs none of this.)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+
+import torch
+
+_END = object()  # the producer finished its batches
+_FAILED = object()  # the producer died of an exception it could not pass on (its traceback is printed)
+
+
+def prefetched(batches: Iterator[torch.Tensor], device: torch.device) -> Generator[torch.Tensor, None, None]:
+    """``batches`` (on the CPU) delivered on ``device``: gathered and pinned ahead by a thread, copied without
+    blocking. On the CPU the batches pass through as they are. Close the generator to stop the thread early."""
+    if device.type != "cuda":
+        yield from batches
+        return
+    # The thread's CUDA device is device 0 until told otherwise: pinning there would open a context on GPU 0
+    # in every torchrun process.
+    for pinned in ahead(batches, torch.Tensor.pin_memory, start=lambda: torch.cuda.set_device(device)):
+        yield pinned.to(device, non_blocking=True)
+
+
+def ahead(
+    batches: Iterator[torch.Tensor],
+    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda batch: batch,
+    depth: int = 2,
+    start: Callable[[], None] | None = None,
+) -> Generator[torch.Tensor, None, None]:
+    """``prepare(batch)`` for each batch, computed by a background thread up to ``depth`` batches ahead
+    (the thread runs ``start()`` first).
+
+    The order is kept. An error in the thread is raised here. Closing the generator (or leaving a ``for`` loop
+    over it and dropping it) stops the thread without reading the remaining batches.
+    """
+    channel: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=_produce, args=(batches, prepare, start, channel, stop), name="archspec-prefetch", daemon=True
+    )
+    worker.start()
+    try:
+        while True:
+            item = channel.get()
+            if item is _END:
+                return
+            if item is _FAILED:
+                raise RuntimeError("the batch prefetch thread failed (its traceback is printed above)")
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, torch.Tensor)
+            yield item
+    finally:
+        stop.set()
+        _drain(channel)  # a producer blocked on a full queue sees the stop at once
+        worker.join()
+
+
+def _produce(
+    batches: Iterator[torch.Tensor],
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    start: Callable[[], None] | None,
+    channel: queue.Queue[object],
+    stop: threading.Event,
+) -> None:
+    outcome: object = _FAILED
+    try:
+        if start is not None:
+            start()
+        for batch in batches:
+            if not _offer(channel, prepare(batch), stop):
+                return
+        outcome = _END
+    except (RuntimeError, ValueError, IndexError, OSError) as err:
+        outcome = err  # what indexing, pinning or reading can raise: handed to the consumer to raise
+    finally:
+        _offer(channel, outcome, stop)
+
+
+def _offer(channel: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Put ``item`` in the queue unless the consumer stopped first; whether it was put."""
+    while not stop.is_set():
+        try:
+            channel.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _drain(channel: queue.Queue[object]) -> None:
+    while True:
+        try:
+            channel.get_nowait()
+        except queue.Empty:
+            return
