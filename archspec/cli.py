@@ -98,7 +98,7 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     check.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="B",
         help="batch size for the training-memory total (default: the spec's train.batch_size)",
@@ -109,8 +109,8 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
         sub, "summary", "torchinfo summary of the built networks (meta device: no weights)", _SUMMARY_EXAMPLE
     )
     summary.add_argument("spec", metavar="SPEC")
-    summary.add_argument("--batch-size", type=_positive, default=1, metavar="B")
-    summary.add_argument("--depth", type=_positive, default=3)
+    summary.add_argument("--batch-size", type=positive_int, default=1, metavar="B")
+    summary.add_argument("--depth", type=positive_int, default=3)
     summary.set_defaults(func=summary_command)
 
     schema = _add(sub, "schema", "print the JSON Schema of the spec format", _SCHEMA_EXAMPLE)
@@ -141,7 +141,8 @@ def _plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         entry.load()(sub)
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type for counts: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:

@@ -13,10 +13,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
+
+from runner.handwritten import seed_discriminator, seed_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,51 +80,6 @@ def step(generator: nn.Module, discriminator: nn.Module, z: torch.Tensor) -> tup
     score = discriminator(generator(z))
     nn.BCELoss()(score, torch.ones_like(score)).backward()
     return time.perf_counter() - start, time.process_time() - start_cpu
-
-
-# --- the seed's classes, as the book writes them (as in tests/test_seed.py) ---------------------------------
-
-
-class SeedView(nn.Module):
-    def __init__(self, shape: int | tuple[int, ...]) -> None:
-        super().__init__()
-        self.shape: tuple[Any, ...] = (shape,)  # the book's ``self.shape = shape,``
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(*self.shape)
-
-
-def seed_generator() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(100, 3 * 11 * 11),
-        nn.LeakyReLU(0.2),
-        SeedView((1, 3, 11, 11)),
-        nn.ConvTranspose2d(3, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.ConvTranspose2d(256, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.ConvTranspose2d(256, 3, kernel_size=8, stride=2, padding=1),
-        nn.BatchNorm2d(3),
-        nn.Sigmoid(),
-    )
-
-
-def seed_discriminator() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(3, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(256, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(256, 3, kernel_size=8, stride=2),
-        nn.LeakyReLU(0.2),
-        SeedView(3 * 10 * 10),
-        nn.Linear(3 * 10 * 10, 1),
-        nn.Sigmoid(),
-    )
 
 
 if __name__ == "__main__":

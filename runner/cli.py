@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archspec.cli import positive_int
 from archspec.errors import SpecInvalid
 from runner.config import Flag, train_flags
 from runner.errors import RunError
@@ -171,7 +172,7 @@ def _add_train(subparsers: SubParsers) -> None:
         action="store_true",
         help="one step of everything (random data unless --data) into a temporary folder",
     )
-    parser.add_argument("--limit", type=_positive, metavar="N", help="use only the first N images")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N images")
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -187,7 +188,7 @@ def _add_train(subparsers: SubParsers) -> None:
 def _add_sample(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "sample", "draw a grid of images from a checkpoint", _SAMPLE_EXAMPLE)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by archspec train")
-    parser.add_argument("--n", type=_positive, default=16, help="number of images (default 16)")
+    parser.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
     parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -201,9 +202,11 @@ def _add_data(subparsers: SubParsers) -> None:
     pack = _parser(commands, "pack", "pack a folder or .zip of images into one HDF5 file", _PACK_EXAMPLE)
     pack.add_argument("src", metavar="SRC", help="a folder (searched recursively) or a .zip of images")
     pack.add_argument("out", metavar="OUT.h5", help="the HDF5 file to write")
-    pack.add_argument("--size", type=_positive, default=128, help="centre-crop to SIZE x SIZE (default 128)")
     pack.add_argument(
-        "--limit", type=_positive, metavar="N", help="the first N images (in sorted path order)"
+        "--size", type=positive_int, default=128, help="centre-crop to SIZE x SIZE (default 128)"
+    )
+    pack.add_argument(
+        "--limit", type=positive_int, metavar="N", help="the first N images (in sorted path order)"
     )
     pack.add_argument("--resize", action="store_true", help="scale the shorter side to SIZE before cropping")
     pack.add_argument("--force", action="store_true", help="replace OUT.h5 if it exists")
@@ -217,18 +220,18 @@ def _add_bench(subparsers: SubParsers) -> None:
     )
     parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     parser.add_argument(
-        "--steps", type=_positive, default=50, metavar="N", help="timed steps per loop (default 50)"
+        "--steps", type=positive_int, default=50, metavar="N", help="timed steps per loop (default 50)"
     )
     parser.add_argument(
         "--warmup", type=_non_negative, default=3, metavar="N", help="untimed steps first (default 3)"
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         metavar="B",
         help="batch of (b) and (d) (default: the spec's, or 64 if it trains one image at a time)",
     )
-    parser.add_argument("--fast-batch-size", type=_positive, metavar="B", help="batch of (c) (default: B)")
+    parser.add_argument("--fast-batch-size", type=positive_int, metavar="B", help="batch of (c) (default: B)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--data", default="synthetic", metavar="PATH|synthetic|random", help="images (default synthetic)"
@@ -318,14 +321,4 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value

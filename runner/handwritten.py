@@ -12,9 +12,15 @@ Plain PyTorch on the networks a spec builds, as someone would write it without a
   ``runner.step.GanStep`` does, so timing the two measures what archspec's step costs on top.
 
 Both use ``nn.BCELoss`` when the discriminator ends in a sigmoid and ``nn.BCEWithLogitsLoss`` otherwise.
+
+``seed_generator`` and ``seed_discriminator`` are the seed's own networks as the book writes them (its View
+hard-codes batch size 1): the yardstick the built seed spec is held to in tests/test_seed.py and
+benchmarks/bench_forward.py.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -129,3 +135,48 @@ class BatchedLoop:
 def _bce_for(discriminator: nn.Sequential) -> nn.Module:
     ends_in_sigmoid = len(discriminator) > 0 and isinstance(discriminator[-1], nn.Sigmoid)
     return nn.BCELoss() if ends_in_sigmoid else nn.BCEWithLogitsLoss()
+
+
+# --- the seed's own networks, as the book writes them (the yardstick of tests/test_seed.py, bench_forward.py) ---
+
+
+class SeedView(nn.Module):
+    def __init__(self, shape: int | tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape: tuple[Any, ...] = (shape,)  # the book's ``self.shape = shape,``
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*self.shape)
+
+
+def seed_generator() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(100, 3 * 11 * 11),
+        nn.LeakyReLU(0.2),
+        SeedView((1, 3, 11, 11)),
+        nn.ConvTranspose2d(3, 256, kernel_size=8, stride=2),
+        nn.BatchNorm2d(256),
+        nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(256, 256, kernel_size=8, stride=2),
+        nn.BatchNorm2d(256),
+        nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(256, 3, kernel_size=8, stride=2, padding=1),
+        nn.BatchNorm2d(3),
+        nn.Sigmoid(),
+    )
+
+
+def seed_discriminator() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 256, kernel_size=8, stride=2),
+        nn.BatchNorm2d(256),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(256, 256, kernel_size=8, stride=2),
+        nn.BatchNorm2d(256),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(256, 3, kernel_size=8, stride=2),
+        nn.LeakyReLU(0.2),
+        SeedView(3 * 10 * 10),
+        nn.Linear(3 * 10 * 10, 1),
+        nn.Sigmoid(),
+    )

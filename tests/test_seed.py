@@ -7,7 +7,6 @@ included, so the equivalence tests run at batch size 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archspec.check import CheckResult, check_file
 from archspec.modules import GAN, build
+from runner.handwritten import seed_discriminator, seed_generator
 
 SEED = Path(__file__).resolve().parent.parent / "specs" / "conv_gan.yaml"
 
@@ -34,51 +34,6 @@ DISCRIMINATOR_SHAPES = [
     (3, 10, 10), (3, 10, 10), (300,), (1,), (1,),
 ]  # fmt: skip
 TRAIN_STEP_FLOPS = 85.55e9  # SEED.md: "about 85.6 GFLOP per image"
-
-
-# --- the seed's own classes, as the book writes them --------------------------------------------------------
-
-
-class SeedView(nn.Module):
-    def __init__(self, shape: int | tuple[int, ...]) -> None:
-        super().__init__()
-        self.shape: tuple[Any, ...] = (shape,)  # the book's ``self.shape = shape,``
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(*self.shape)
-
-
-def seed_generator() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(100, 3 * 11 * 11),
-        nn.LeakyReLU(0.2),
-        SeedView((1, 3, 11, 11)),
-        nn.ConvTranspose2d(3, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.ConvTranspose2d(256, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.ConvTranspose2d(256, 3, kernel_size=8, stride=2, padding=1),
-        nn.BatchNorm2d(3),
-        nn.Sigmoid(),
-    )
-
-
-def seed_discriminator() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(3, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(256, 256, kernel_size=8, stride=2),
-        nn.BatchNorm2d(256),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(256, 3, kernel_size=8, stride=2),
-        nn.LeakyReLU(0.2),
-        SeedView(3 * 10 * 10),
-        nn.Linear(3 * 10 * 10, 1),
-        nn.Sigmoid(),
-    )
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------
