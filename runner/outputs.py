@@ -12,7 +12,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -118,12 +118,7 @@ def plot_losses(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> No
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_png(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -151,18 +146,23 @@ def save_grid(images: torch.Tensor, path: Path, value_range: tuple[float, float]
         top, left = GRID_PADDING + r * (height + GRID_PADDING), GRID_PADDING + c * (width + GRID_PADDING)
         canvas[top : top + height, left : left + width] = pixels[i, :depth].permute(1, 2, 0).numpy()
     image = Image.fromarray(canvas[:, :, 0] if depth == 1 else canvas, mode="L" if depth == 1 else "RGB")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_png(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     low, high = value_range
     scaled = (images - low) / (high - low) * 255.0
     return scaled.nan_to_num(0.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def _write_png(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a PNG to a temporary name beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def use_live_display(stream: TextIO | None = None) -> bool:

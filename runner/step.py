@@ -31,6 +31,9 @@ from runner.data import to_float
 from runner.device import World
 from runner.losses import GanLoss, gradient_penalty, make_loss
 
+# What a step returns, in order: the names of the columns of its stats tensor.
+STATS = ("loss_d", "loss_g", "d_real", "d_fake")
+
 
 class Ema:
     """An exponential moving average of a network's weights (buffers copied as they are), for samples."""

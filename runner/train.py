@@ -7,53 +7,44 @@ that checkpoints save, so a run resumed from a checkpoint continues bit for bit 
 
 Under torchrun (``runner.distributed``) every process runs this same loop on its own share of each epoch, with
 DDP averaging the gradients; rank 0 alone prints and writes files, and the losses it logs are the ranks' mean.
+
+What the run prints about itself and keeps in run.json is ``runner.record``'s job; what a checkpoint holds of the
+run, and putting it back on ``--resume``, is ``runner.run_state``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import json
-import platform
-import random
 import signal
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import numpy as np
 import torch
+from torch import nn
 
 from archspec.layers import MAX_SIZE
 from archspec.modules import GAN
 from runner import checkpoint as ckpt
 from runner import distributed, outputs
-from runner.config import Resolved, load_spec, resolve, resume_base, train_changes, train_dict
+from runner.config import Resolved, resolve, train_changes
 from runner.data import ImageSet, epoch_generator, epoch_permutation, open_images
-from runner.device import (
-    World,
-    describe_device,
-    fits_on_device,
-    peak_memory,
-    prepare_device,
-    resolve_device,
-    synchronize,
-)
+from runner.device import World, fits_on_device, peak_memory, prepare_device, resolve_device, synchronize
 from runner.errors import RunError
+from runner.finite import NonFiniteLoss, check_losses, check_weights
 from runner.prefetch import prefetched
-from runner.step import GanStep, build_gan
+from runner.record import RunRecord, TrainReport, console
+from runner.run_state import Position, checkpoint_state, load_resume, restore
+from runner.seeds import GLOBAL_STREAM, LATENT_STREAM, SAMPLE_STREAM, derived_seed, seed_everything
+from runner.step import STATS, GanStep, build_gan
 
-# Latent batches and the fixed sample batch come from their own generators, seeded from the run's seed; under
-# torchrun ranks other than 0 also reseed torch's global generator (dropout) from the third stream.
-_LATENT_STREAM, _SAMPLE_STREAM, _GLOBAL_STREAM = 1, 2, 3
-_STATS = ("loss_d", "loss_g", "d_real", "d_fake")
+__all__ = ["NonFiniteLoss", "TrainOptions", "TrainReport", "Trainer", "train"]
 
 
 @dataclass(frozen=True)
@@ -69,28 +60,6 @@ class TrainOptions:
     stdout: TextIO | None = None
 
 
-@dataclass(frozen=True)
-class TrainReport:
-    """How a run ended and what it cost."""
-
-    run_dir: Path
-    status: str  # "finished", "interrupted" or "complete" (a resumed run that had nothing left to do)
-    step: int
-    steps_run: int
-    wall_s: float
-    images_per_s: float
-    peak_memory_bytes: int
-    peak_memory_kind: str
-    checkpoint: Path | None
-    resume_hint: str
-    world_size: int = 1  # processes that trained; images_per_s counts all of them
-    ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
-
-
-class NonFiniteLoss(RunError):
-    """A loss or weight became NaN or infinite; the run stopped without writing a checkpoint of it."""
-
-
 def train(options: TrainOptions) -> TrainReport:
     """Train the spec as ``options`` say; RunError or SpecInvalid for any problem found before the first step.
 
@@ -99,16 +68,6 @@ def train(options: TrainOptions) -> TrainReport:
     with distributed.session() as world:
         trainer = Trainer.setup(options, world)
         return trainer.run()
-
-
-@dataclass
-class _Position:
-    """How far a run has got: steps done, the epoch, and batches done within it."""
-
-    step: int = 0
-    epoch: int = 0
-    batch: int = 0
-    elapsed: float = 0.0  # seconds of training before this session
 
 
 class Trainer:
@@ -132,33 +91,28 @@ class Trainer:
         self.gan = gan
         self.run_dir = run_dir
         self.world = world or World()
-        # Other ranks print nothing: rank 0 speaks for the run.
-        self.out = (options.stdout or sys.stdout) if self.world.is_main else _Silent()
+        self.out = console(options.stdout, self.world)
         self.latent_rng = torch.Generator(device=device).manual_seed(
-            _derived_seed(self.cfg.seed, _LATENT_STREAM, self.world.rank)
+            derived_seed(self.cfg.seed, LATENT_STREAM, self.world.rank)
         )
         self.step = GanStep(gan, self.cfg, device, resolved.value_range, self.latent_rng, self.world)
-        sample_rng = torch.Generator().manual_seed(_derived_seed(self.cfg.seed, _SAMPLE_STREAM))
+        sample_rng = torch.Generator().manual_seed(derived_seed(self.cfg.seed, SAMPLE_STREAM))
         self.fixed_z = gan.latent(self.cfg.samples, generator=sample_rng).to(device)
-        self.pos = _Position()
+        self.pos = Position()
         # Each rank trains an equal share of every epoch (the tail that does not divide evenly is dropped).
         self.per_epoch = (len(data) // self.world.world_size) // self.cfg.batch_size
         self.total = min(self.cfg.max_steps or MAX_SIZE, self.cfg.epochs * self.per_epoch)
         self.metrics = outputs.MetricsLog(run_dir / "metrics.jsonl")
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.last_checkpoint: Path | None = None
-        self.written: list[Path] = []
-        self.resumed_from: Path | None = None
-        self.changes: list[str] = []
-        self.notes: list[str] = []  # header lines about how this run differs from what was asked
         self.ranks_identical: bool | None = None
+        self.record = RunRecord(
+            run_dir, resolved, options.overrides, options.dry_run, device, data, self.world, self.out
+        )
         self._stop_requested = False
         self._stop_agreed = False  # under torchrun: some rank asked to stop, as of the last log step
         self._session_start = time.perf_counter()
         self._log_start = (self._session_start, 0)
-        previous = _read_json(run_dir / "run.json") or {}
-        self._previous_sessions: list[Any] = list(previous.get("sessions", []))
-        self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
 
     # --- setup ---------------------------------------------------------------------------------------------------
 
@@ -180,7 +134,7 @@ class Trainer:
         if options.resume is None:
             resolved = resolve(options.spec, overrides)
         else:
-            resolved, state, checkpoint_path = _resume(options.spec, options.resume, overrides, world)
+            resolved, state, checkpoint_path = load_resume(options.spec, options.resume, overrides, world)
             changes = train_changes(state["train"], resolved.train)
             if options.limit is None and isinstance(state.get("limit"), int):
                 # --limit is not part of the train section; a resumed run keeps the data it started with.
@@ -190,13 +144,13 @@ class Trainer:
         distributed.check_sync_batchnorm(train_cfg.sync_batchnorm, device, world)
         data = _open_data(resolved, options, device, world)
         prepare_device(device)
-        _seed_everything(train_cfg.seed)  # the same weights on every rank (DDP copies rank 0's anyway)
+        seed_everything(train_cfg.seed)  # the same weights on every rank (DDP copies rank 0's anyway)
         gan = build_gan(resolved.result, train_cfg, device)
         if world.rank > 0:
-            torch.manual_seed(_derived_seed(train_cfg.seed, _GLOBAL_STREAM, world.rank))  # its own dropout
+            torch.manual_seed(derived_seed(train_cfg.seed, GLOBAL_STREAM, world.rank))  # its own dropout
         run_dir = distributed.from_main(world, lambda: _run_dir(options, resolved, checkpoint_path))
         trainer = cls(options, resolved, device, data, gan, run_dir, world)
-        trainer.changes = changes
+        trainer.record.changes = changes
         if state is not None and checkpoint_path is not None:
             try:
                 trainer._restore(state, checkpoint_path)
@@ -210,65 +164,18 @@ class Trainer:
         return trainer
 
     def _restore(self, state: Mapping[str, Any], path: Path) -> None:
-        step = self.step
-        try:
-            self.gan.generator.load_state_dict(state["generator"])
-            self.gan.discriminator.load_state_dict(state["discriminator"])
-            step.opt_g.load_state_dict(state["opt_g"])
-            step.opt_d.load_state_dict(state["opt_d"])
-            if step.ema is not None:
-                step.ema.module.load_state_dict(state.get("ema") or state["generator"])
-            self._restore_rng(state)
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
-            # The architectures were compared already; this is a damaged or hand-edited file.
-            raise RunError(
-                f"{path}: the checkpoint's state does not fit this run (damaged?): {_first_line(err)}"
-            ) from None
-        # A changed train section may change the learning rates and betas; the checkpoint has the old ones.
-        for opt, lr in (
-            (step.opt_g, self.cfg.lr_g or self.cfg.lr),
-            (step.opt_d, self.cfg.lr_d or self.cfg.lr),
-        ):
-            for group in opt.param_groups:
-                group["lr"], group["betas"] = lr, tuple(self.cfg.betas)
-        elapsed = state.get("elapsed")
-        self.pos = _Position(
-            state["step"],
-            state["epoch"],
-            state["batch"],
-            float(elapsed) if isinstance(elapsed, float) else 0.0,
-        )
+        self.pos, notes = restore(state, path, self.step, self.world)
+        self.record.notes += notes
         if self.world.is_main:  # drops rows logged after the checkpoint: a write, so rank 0's alone
             self.metrics = outputs.MetricsLog(self.run_dir / "metrics.jsonl", upto_step=self.pos.step)
-        self.resumed_from = path
+        self.record.resumed_from = path
         self.last_checkpoint = path
-
-    def _restore_rng(self, state: Mapping[str, Any]) -> None:
-        """Each rank's generators as the checkpoint saved them; fresh ones for ranks a different world lacked."""
-        ranks = state.get("rng_ranks")
-        saved_world = state.get("world_size", 1)
-        if isinstance(ranks, list) and len(ranks) == self.world.world_size:
-            ckpt.restore_rng(ranks[self.world.rank], self.latent_rng)
-            return
-        if self.world.is_main:
-            ckpt.restore_rng(state["rng"], self.latent_rng)
-        else:
-            # Seeded from the step too, so this rank does not repeat the latents of the run's first steps.
-            self.latent_rng.manual_seed(
-                _derived_seed(self.cfg.seed, _LATENT_STREAM, self.world.rank, state["step"])
-            )
-            torch.manual_seed(_derived_seed(self.cfg.seed, _GLOBAL_STREAM, self.world.rank, state["step"]))
-        if saved_world != self.world.world_size:
-            self.notes.append(
-                f"the checkpoint was written by {saved_world} process(es), this run has {self.world.world_size}: "
-                "it continues, but not bit for bit as the original world would have"
-            )
 
     # --- the loop ------------------------------------------------------------------------------------------------
 
     def run(self) -> TrainReport:
         """Train to the end (or Ctrl-C), then write the final samples, last.pt, loss.png and the report."""
-        self._print_header()
+        self.record.print_header(self.gan, self.pos, self.total, self.per_epoch)
         if self.pos.step >= self.total:
             print(
                 f"already at step {self.pos.step} of {self.total}: nothing to train (raise --max-steps or "
@@ -299,10 +206,7 @@ class Trainer:
         wall = time.perf_counter() - started
         self._finish()
         if self.world.distributed:
-            modules = [self.gan.generator, self.gan.discriminator] + (
-                [self.step.ema.module] if self.step.ema else []
-            )
-            self.ranks_identical = distributed.ranks_identical(modules, self.world)
+            self.ranks_identical = distributed.ranks_identical(self._networks(), self.world)
         return self._report(status, self.pos.step - start_step, wall)
 
     def _run_loop(self, display: outputs.ProgressDisplay) -> str:
@@ -381,11 +285,11 @@ class Trainer:
             return
         values = self._pending_values(everywhere=True)
         steps = [step for step, _ in self.pending]
-        self._raise_if_not_finite(values, steps)
+        check_losses(values, steps, self.last_checkpoint)
         now, (since, since_step) = time.perf_counter(), self._log_start
         means = values.mean(dim=0).tolist()
         row: dict[str, Any] = {"step": self.pos.step, "epoch": self.pos.epoch + 1}
-        row.update({name: float(v) for name, v in zip(_STATS, means, strict=True)})
+        row.update({name: float(v) for name, v in zip(STATS, means, strict=True)})
         images = (self.pos.step - since_step) * self.cfg.batch_size * self.world.world_size
         row["images_per_s"] = images / max(now - since, 1e-9)
         row["time"] = round(self.pos.elapsed + now - self._session_start, 3)
@@ -408,18 +312,6 @@ class Trainer:
             return reduced[:-1]
         return values.cpu()
 
-    def _raise_if_not_finite(self, values: torch.Tensor, steps: list[int]) -> None:
-        bad = (~torch.isfinite(values)).nonzero()
-        if bad.numel() == 0:
-            return
-        row, column = (int(v) for v in bad[0])
-        where = self.last_checkpoint
-        kept = f"last good checkpoint: {where}" if where is not None else "no checkpoint had been written yet"
-        raise NonFiniteLoss(
-            f"{_STATS[column]} is {values[row, column].item()} at step {steps[row]}; training "
-            f"stopped ({kept}). Try a lower --lr"
-        )
-
     def _check_finite(self, step: int, everywhere: bool = True) -> None:
         """The pending losses and every weight must be finite (before a checkpoint is written, for one).
 
@@ -427,16 +319,13 @@ class Trainer:
         step failed checks alone, since the others are not there to answer.
         """
         if self.pending:
-            self._raise_if_not_finite(self._pending_values(everywhere), [s for s, _ in self.pending])
+            check_losses(self._pending_values(everywhere), [s for s, _ in self.pending], self.last_checkpoint)
+        check_weights(self._networks(), step, self.last_checkpoint)
+
+    def _networks(self) -> list[nn.Module]:
+        """Every network the run trains: G, D and G's EMA copy if there is one."""
         ema = self.step.ema
-        modules = [self.gan.generator, self.gan.discriminator] + ([ema.module] if ema else [])
-        params = [p for m in modules for p in m.parameters()]
-        if params and not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
-            kept = self.last_checkpoint or "no checkpoint had been written yet"
-            raise NonFiniteLoss(
-                f"weights are not finite at step {step}; training stopped without saving "
-                f"them (last good checkpoint: {kept}). Try a lower --lr"
-            )
+        return [self.gan.generator, self.gan.discriminator] + ([ema.module] if ema else [])
 
     def _sample(self, path: Path) -> None:
         if not self.world.is_main:
@@ -451,7 +340,7 @@ class Trainer:
             net.train(was_training)
         path.parent.mkdir(exist_ok=True)
         outputs.save_grid(images, path, self.resolved.value_range)
-        self.written.append(path)
+        self.record.written.append(path)
 
     def _save(self, path: Path) -> None:
         """Write a checkpoint (rank 0); every rank takes part, checking its losses and handing over its RNGs."""
@@ -462,33 +351,11 @@ class Trainer:
             return
         path.parent.mkdir(exist_ok=True)
         elapsed = self.pos.elapsed + time.perf_counter() - self._session_start
-        step = self.step
-        state: dict[str, Any] = {
-            "spec_text": self.resolved.text,
-            "spec_name": self.resolved.spec.name,
-            "train": train_dict(self.cfg),
-            "value_range": list(self.resolved.value_range),
-            "generator": self.gan.generator.state_dict(),
-            "discriminator": self.gan.discriminator.state_dict(),
-            "ema": step.ema.module.state_dict() if step.ema is not None else None,
-            "opt_g": step.opt_g.state_dict(),
-            "opt_d": step.opt_d.state_dict(),
-            "step": self.pos.step,
-            "epoch": self.pos.epoch,
-            "batch": self.pos.batch,
-            "elapsed": elapsed,
-            "rng": rngs[0],
-            "data_order": {"seed": self.cfg.seed, "epoch": self.pos.epoch, "shuffle": self.cfg.shuffle},
-            "data": {"source": self.data.info.source, "count": len(self.data)},
-            "limit": self.options.limit,
-            "world_size": self.world.world_size,
-        }
-        if self.world.distributed:
-            state["rng_ranks"] = (
-                rngs  # each rank's own latent stream, for a bit-exact resume in the same world
-            )
+        state = checkpoint_state(
+            self.resolved, self.step, self.pos, elapsed, rngs, self.data, self.options.limit, self.world
+        )
         ckpt.save_checkpoint(path, state)
-        self.written.append(path)
+        self.record.written.append(path)
 
     # --- cleanup -------------------------------------------------------------------------------------------------
 
@@ -502,7 +369,7 @@ class Trainer:
             outputs.plot_losses(
                 self.metrics.rows, self.run_dir / "loss.png", f"{self.resolved.spec.name}: losses"
             )
-            self.written.append(self.run_dir / "loss.png")
+            self.record.written.append(self.run_dir / "loss.png")
 
     def _report(self, status: str, steps_run: int, wall: float) -> TrainReport:
         peak, kind = peak_memory(self.device)
@@ -523,100 +390,11 @@ class Trainer:
             ranks_identical=self.ranks_identical,
         )
         self._write_run_json(status, report)
-        self._print_report(report)
+        self.record.print_report(report)
         return report
 
-    def _print_header(self) -> None:
-        spec, cfg, info = self.resolved.spec, self.cfg, self.data.info
-        low, high = info.value_range
-        g_params = sum(p.numel() for p in self.gan.generator.parameters())
-        d_params = sum(p.numel() for p in self.gan.discriminator.parameters())
-        where = (
-            "on the device"
-            if self.data.images.device == self.device
-            else "in pinned host memory, prefetched to the GPU"
-        )
-        lines = [
-            f"archspec train {spec.name} ({self.resolved.path}) → {self.run_dir}",
-            f"  data     {info.source} ({info.layout}): {info.count} images, stored {_hwc(info.stored_shape)}, "
-            f"trained as {_chw(spec.image)} in [{low:g}, {high:g}], {where}",
-            f"  device   {describe_device(self.device)}"
-            + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
-            f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
-            f"  train    {cfg.loss}, Adam lr {cfg.lr_g or cfg.lr:g}/{cfg.lr_d or cfg.lr:g} (G/D) betas "
-            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {self.total} steps ({self.per_epoch} per epoch)"
-            + (f", EMA {cfg.ema:g}" if cfg.ema else "")
-            + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
-        ]
-        if self.world.distributed:
-            lines.append(
-                f"  world    {distributed.describe_world(self.world, self.device)}: batch {cfg.batch_size} per "
-                "process, "
-                f"{cfg.batch_size * self.world.world_size} per step; each process trains its share of each epoch"
-            )
-        if self.resumed_from is not None:
-            lines.append(
-                f"  resumed  from {self.resumed_from} at step {self.pos.step} (epoch {self.pos.epoch + 1}, "
-                f"batch {self.pos.batch})"
-            )
-            if self.changes:
-                lines.append(
-                    f"  changed  train section differs from the checkpoint's: {'; '.join(self.changes)}"
-                )
-        if cfg.sync_batchnorm and not self.world.distributed:
-            lines.append("  note     sync_batchnorm has no effect in a single process")
-        lines += [f"  note     {note}" for note in self.notes]
-        print("\n".join(lines), file=self.out, flush=True)
-
-    def _print_report(self, report: TrainReport) -> None:
-        print(
-            f"{report.status}: step {report.step} ({report.steps_run} steps in {report.wall_s:.1f} s, "
-            f"{report.images_per_s:.1f} images/s), peak memory {outputs.human_bytes(report.peak_memory_bytes)} "
-            f"({report.peak_memory_kind})",
-            file=self.out,
-        )
-        if report.checkpoint is not None:
-            print(f"  checkpoint {report.checkpoint}", file=self.out)
-        if report.ranks_identical is not None:
-            same = "identical" if report.ranks_identical else "DIFFERENT (a bug: please report it)"
-            print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
-        if self.options.dry_run:
-            files = sorted({str(p) for p in outputs.relative_files(self.run_dir, self.written)})
-            print(f"dry run: one step of everything into {self.run_dir}: {', '.join(files)}", file=self.out)
-        self.out.flush()
-
     def _write_run_json(self, status: str, report: TrainReport | None = None) -> None:
-        if not self.world.is_main:
-            return
-        session = self._session
-        session.setdefault("from_step", self.pos.step)
-        session.update(
-            status=status,
-            train_changes=self.changes,
-            resumed_from=str(self.resumed_from) if self.resumed_from else None,
-        )
-        if report is not None:
-            session["report"] = _report_json(report)
-        doc = {
-            "spec": {
-                "name": self.resolved.spec.name,
-                "path": self.resolved.path,
-                "sha256": self.resolved.sha256,
-            },
-            "config": train_dict(self.cfg),
-            "overrides": dict(self.options.overrides),
-            "dry_run": self.options.dry_run,
-            "device": describe_device(self.device),
-            "world_size": self.world.world_size,
-            "ranks_identical": self.ranks_identical,
-            "data": asdict(self.data.info),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "status": status,
-            "report": session.get("report"),
-            "sessions": [*self._previous_sessions, session],
-        }
-        outputs.write_json(self.run_dir / "run.json", doc)
+        self.record.write_run_json(status, self.pos.step, self.ranks_identical, report)
 
     def _epoch_label(self) -> str:
         return f"{self.pos.epoch + 1}/{self.cfg.epochs}"
@@ -653,27 +431,6 @@ def _dry_run_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _resume(
-    spec_path: str, resume: str, overrides: Mapping[str, Any], world: World
-) -> tuple[Resolved, dict[str, Any], Path]:
-    """The checkpoint ``--resume`` names, refused if its networks differ, and the spec resolved on top of its
-    train settings (the file's own train section need not check: the checkpoint's may mend it).
-
-    Rank 0 finds the checkpoint; every rank loads the one it found."""
-    spec = load_spec(spec_path)
-    out = overrides.get("out", spec.train.out)
-    path = distributed.from_main(world, lambda: ckpt.find_resume(resume, out, spec.name))
-    state = ckpt.load_checkpoint(path)
-    old = ckpt.checkpoint_spec(state, path)
-    differences = ckpt.architecture_differences(old, spec)
-    if differences:
-        raise RunError(
-            f"{path}: the checkpoint's networks differ from {spec_path}: {'; '.join(differences)} "
-            "(a different train: section is fine; a different architecture needs a new run)"
-        )
-    return resolve(spec_path, overrides, resume_base(state["train"], state["spec_text"], spec)), state, path
-
-
 def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, world: World) -> ImageSet:
     cfg, spec, ranks = resolved.train, resolved.spec, world.world_size
     source = cfg.data or "synthetic"
@@ -706,53 +463,3 @@ def _run_dir(options: TrainOptions, resolved: Resolved, checkpoint_path: Path | 
     if options.dry_run and "out" not in options.overrides:
         return outputs.make_run_dir(tempfile.mkdtemp(prefix="archspec-dry-run-"), resolved.spec.name)
     return outputs.make_run_dir(resolved.train.out, resolved.spec.name)
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def _derived_seed(seed: int, stream: int, *more: int) -> int:
-    """A seed for one stream of a run (and rank, and step): SeedSequence mixes them, so the latent and sample
-    streams are unrelated to the weights' stream and to each other's. Rank 0 adds nothing: a single-process
-    run and rank 0 of a torchrun draw the same latents."""
-    key = [seed, stream, *more] if any(more) else [seed, stream]
-    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
-class _Silent(io.StringIO):
-    """The console of ranks other than 0: everything written is dropped."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-
-def _report_json(report: TrainReport) -> dict[str, Any]:
-    doc = asdict(report)
-    doc["run_dir"], doc["checkpoint"] = (
-        str(report.run_dir),
-        str(report.checkpoint) if report.checkpoint else None,
-    )
-    return doc
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _hwc(shape: tuple[int, int, int]) -> str:
-    return f"{shape[0]}x{shape[1]}x{shape[2]}"
-
-
-def _chw(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -1,0 +1,214 @@
+"""What a run shows and keeps about itself: the header it prints first, the report it prints last, and run.json.
+
+Under torchrun rank 0 speaks for the run: the other ranks' console drops what is printed, and they write no
+run.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from archspec.modules import GAN
+from runner import distributed, outputs
+from runner.config import Resolved, train_dict
+from runner.data import ImageSet
+from runner.device import World, describe_device
+from runner.run_state import Position
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """How a run ended and what it cost."""
+
+    run_dir: Path
+    status: str  # "finished", "interrupted" or "complete" (a resumed run that had nothing left to do)
+    step: int
+    steps_run: int
+    wall_s: float
+    images_per_s: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    checkpoint: Path | None
+    resume_hint: str
+    world_size: int = 1  # processes that trained; images_per_s counts all of them
+    ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
+
+
+def console(stdout: TextIO | None, world: World) -> TextIO:
+    """Where this process prints: ``stdout`` (sys.stdout if None) on rank 0, nowhere on the others."""
+    return (stdout or sys.stdout) if world.is_main else _Silent()
+
+
+class RunRecord:
+    """The header, the final report and run.json of one run (run.json keeps every session of a resumed run).
+
+    ``written`` lists the files the run wrote, ``resumed_from`` and ``changes`` how it resumed, ``notes`` how it
+    differs from what was asked; the header and run.json show them.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        resolved: Resolved,
+        overrides: Mapping[str, Any],
+        dry_run: bool,
+        device: torch.device,
+        data: ImageSet,
+        world: World,
+        out: TextIO,
+    ) -> None:
+        self.run_dir = run_dir
+        self.resolved = resolved
+        self.overrides = overrides
+        self.dry_run = dry_run
+        self.device = device
+        self.data = data
+        self.world = world
+        self.out = out
+        self.written: list[Path] = []
+        self.resumed_from: Path | None = None
+        self.changes: list[str] = []
+        self.notes: list[str] = []
+        previous = _read_json(run_dir / "run.json") or {}
+        self._previous_sessions: list[Any] = list(previous.get("sessions", []))
+        self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
+
+    def print_header(self, gan: GAN, pos: Position, total: int, per_epoch: int) -> None:
+        """What is trained on what: the spec, data, device, model sizes, train settings, world and resume."""
+        spec, cfg, info = self.resolved.spec, self.resolved.train, self.data.info
+        low, high = info.value_range
+        g_params = sum(p.numel() for p in gan.generator.parameters())
+        d_params = sum(p.numel() for p in gan.discriminator.parameters())
+        where = (
+            "on the device"
+            if self.data.images.device == self.device
+            else "in pinned host memory, prefetched to the GPU"
+        )
+        lines = [
+            f"archspec train {spec.name} ({self.resolved.path}) → {self.run_dir}",
+            f"  data     {info.source} ({info.layout}): {info.count} images, stored {_hwc(info.stored_shape)}, "
+            f"trained as {_chw(spec.image)} in [{low:g}, {high:g}], {where}",
+            f"  device   {describe_device(self.device)}"
+            + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
+            f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
+            f"  train    {cfg.loss}, Adam lr {cfg.lr_g or cfg.lr:g}/{cfg.lr_d or cfg.lr:g} (G/D) betas "
+            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {total} steps ({per_epoch} per epoch)"
+            + (f", EMA {cfg.ema:g}" if cfg.ema else "")
+            + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
+        ]
+        if self.world.distributed:
+            lines.append(
+                f"  world    {distributed.describe_world(self.world, self.device)}: batch {cfg.batch_size} per "
+                "process, "
+                f"{cfg.batch_size * self.world.world_size} per step; each process trains its share of each epoch"
+            )
+        if self.resumed_from is not None:
+            lines.append(
+                f"  resumed  from {self.resumed_from} at step {pos.step} (epoch {pos.epoch + 1}, "
+                f"batch {pos.batch})"
+            )
+            if self.changes:
+                lines.append(
+                    f"  changed  train section differs from the checkpoint's: {'; '.join(self.changes)}"
+                )
+        if cfg.sync_batchnorm and not self.world.distributed:
+            lines.append("  note     sync_batchnorm has no effect in a single process")
+        lines += [f"  note     {note}" for note in self.notes]
+        print("\n".join(lines), file=self.out, flush=True)
+
+    def print_report(self, report: TrainReport) -> None:
+        """How the run ended, its speed and memory, its checkpoint, and (dry run) the files it wrote."""
+        print(
+            f"{report.status}: step {report.step} ({report.steps_run} steps in {report.wall_s:.1f} s, "
+            f"{report.images_per_s:.1f} images/s), peak memory {outputs.human_bytes(report.peak_memory_bytes)} "
+            f"({report.peak_memory_kind})",
+            file=self.out,
+        )
+        if report.checkpoint is not None:
+            print(f"  checkpoint {report.checkpoint}", file=self.out)
+        if report.ranks_identical is not None:
+            same = "identical" if report.ranks_identical else "DIFFERENT (a bug: please report it)"
+            print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
+        if self.dry_run:
+            files = sorted({str(p) for p in outputs.relative_files(self.run_dir, self.written)})
+            print(f"dry run: one step of everything into {self.run_dir}: {', '.join(files)}", file=self.out)
+        self.out.flush()
+
+    def write_run_json(
+        self, status: str, step: int, ranks_identical: bool | None, report: TrainReport | None = None
+    ) -> None:
+        """run.json (rank 0): the spec, settings, device, data and versions, and this session after the earlier
+        ones; ``step`` is where this session started the first time it is written."""
+        if not self.world.is_main:
+            return
+        session = self._session
+        session.setdefault("from_step", step)
+        session.update(
+            status=status,
+            train_changes=self.changes,
+            resumed_from=str(self.resumed_from) if self.resumed_from else None,
+        )
+        if report is not None:
+            session["report"] = _report_json(report)
+        doc = {
+            "spec": {
+                "name": self.resolved.spec.name,
+                "path": self.resolved.path,
+                "sha256": self.resolved.sha256,
+            },
+            "config": train_dict(self.resolved.train),
+            "overrides": dict(self.overrides),
+            "dry_run": self.dry_run,
+            "device": describe_device(self.device),
+            "world_size": self.world.world_size,
+            "ranks_identical": ranks_identical,
+            "data": asdict(self.data.info),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "status": status,
+            "report": session.get("report"),
+            "sessions": [*self._previous_sessions, session],
+        }
+        outputs.write_json(self.run_dir / "run.json", doc)
+
+
+class _Silent(io.StringIO):
+    """The console of ranks other than 0: everything written is dropped."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _report_json(report: TrainReport) -> dict[str, Any]:
+    doc = asdict(report)
+    doc["run_dir"], doc["checkpoint"] = (
+        str(report.run_dir),
+        str(report.checkpoint) if report.checkpoint else None,
+    )
+    return doc
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _hwc(shape: tuple[int, int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}x{shape[2]}"
+
+
+def _chw(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
