@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from runner.errors import RunError
+from runner.seeds import mixed_seed
 from runner.synthetic import synthetic_faces
 
 Progress = Callable[[int, int], None]
@@ -158,9 +159,7 @@ def to_float(batch_uint8: torch.Tensor, value_range: tuple[float, float]) -> tor
 
 def epoch_generator(epoch: int, seed: int) -> torch.Generator:
     """The generator that shuffles ``epoch`` of a run seeded with ``seed``; independent of any other state."""
-    # SeedSequence mixes (seed, epoch) so that neighbouring seeds and epochs give unrelated streams.
-    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-    return torch.Generator().manual_seed(mixed)
+    return torch.Generator().manual_seed(mixed_seed(seed, epoch))
 
 
 def epoch_permutation(n: int, epoch: int, seed: int) -> torch.Tensor:

@@ -25,5 +25,9 @@ def derived_seed(seed: int, stream: int, *more: int) -> int:
     """A seed for one stream of a run (and rank, and step): SeedSequence mixes them, so the latent and sample
     streams are unrelated to the weights' stream and to each other's. Rank 0 adds nothing: a single-process
     run and rank 0 of a torchrun draw the same latents."""
-    key = [seed, stream, *more] if any(more) else [seed, stream]
-    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return mixed_seed(seed, stream, *more) if any(more) else mixed_seed(seed, stream)
+
+
+def mixed_seed(*key: int) -> int:
+    """A 63-bit seed from several integers: SeedSequence mixes them, so neighbouring keys give unrelated streams."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> np.uint64(1))
