@@ -80,7 +80,7 @@ def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
         ("MACs", "right"),
         ("act/sample", "right"),
     ):
-        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column(header, justify="right" if justify == "right" else "left", no_wrap=True)
     for t in net.layers:
         shape_changed = t.output != t.input
         table.add_row(

@@ -56,8 +56,8 @@ def build_gan(result: CheckResult, train: Train, device: torch.device) -> GAN:
     gan = build(result, device)
     if train.channels_last:
         # Module.to takes memory_format at run time; the type stubs leave it out.
-        gan.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        gan.discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        gan.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # see above
+        gan.discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # see above
     return gan
 
 
