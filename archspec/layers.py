@@ -8,7 +8,7 @@ This module imports neither torch nor rich.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -104,22 +104,20 @@ class ConvTranspose2d(Layer):
     dilation: Pair = (1, 1)
 
 
-class BatchNorm1d(Layer):
+class _BatchNorm(Layer):
+    num_features: Size | None = None
+    eps: PositiveFloat = 1e-5
+    momentum: Probability | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+
+class BatchNorm1d(_BatchNorm):
     type: Literal["batch_norm1d"]
-    num_features: Size | None = None
-    eps: PositiveFloat = 1e-5
-    momentum: Probability | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
 
 
-class BatchNorm2d(Layer):
+class BatchNorm2d(_BatchNorm):
     type: Literal["batch_norm2d"]
-    num_features: Size | None = None
-    eps: PositiveFloat = 1e-5
-    momentum: Probability | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
 
 
 class InstanceNorm2d(Layer):
@@ -245,8 +243,8 @@ AnyLayer: TypeAlias = Annotated[
 ]
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]  # Literal["tag"] → "tag"
-    for cls in Layer.__subclasses__()
+    get_args(cls.model_fields["type"].annotation)[0]: cls  # Literal["tag"] → "tag"
+    for cls in get_args(get_args(AnyLayer)[0])
 }
 
 WEIGHT_LAYERS = frozenset({"linear", "conv2d", "conv_transpose2d"})

@@ -201,9 +201,8 @@ def conv_transpose2d(layer: L.ConvTranspose2d, shape: Shape) -> Step:
                 fix=f"output_padding: {max(s, d) - 1}",
                 field="output_padding",
             )
-    sizes = [
-        shapes.conv_transpose_out(n, k, s, p, op, d)
-        for n, k, s, p, op, d in zip(
+    axes = list(
+        zip(
             (h, w),
             layer.kernel_size,
             layer.stride,
@@ -212,20 +211,10 @@ def conv_transpose2d(layer: L.ConvTranspose2d, shape: Shape) -> Step:
             layer.dilation,
             strict=True,
         )
-    ]
+    )
+    sizes = [shapes.conv_transpose_out(n, k, s, p, op, d) for n, k, s, p, op, d in axes]
     # out ≥ 1 needs 2·padding ≤ (in − 1)·stride + dilation·(kernel − 1) + output_padding
-    most = [
-        min(p, ((n - 1) * s + d * (k - 1) + op) // 2)
-        for n, k, s, p, op, d in zip(
-            (h, w),
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            layer.output_padding,
-            layer.dilation,
-            strict=True,
-        )
-    ]
+    most = [min(p, ((n - 1) * s + d * (k - 1) + op) // 2) for n, k, s, p, op, d in axes]
     _positive(layer, sizes, f"padding: {_pair_text(most)}", too="the padding is too large")
     oh, ow = sizes[0].value, sizes[1].value
     kh, kw = layer.kernel_size

@@ -10,6 +10,7 @@ import pytest
 from archspec import check_file, check_text
 from archspec.contract import data_range
 from archspec.errors import SpecError
+from tests.helpers import edit, where
 
 BROKEN = Path(__file__).resolve().parent.parent / "specs" / "broken"
 
@@ -18,18 +19,6 @@ CONV_T3 = "{type: conv_transpose2d, out_channels: 3, kernel_size: 4, stride: 2, 
 CONV = "{type: conv2d, out_channels: 8, kernel_size: 4, stride: 2, padding: 1}"
 CONV16 = "{type: conv2d, out_channels: 16, kernel_size: 4, stride: 2, padding: 1}"
 HEAD = "    - {type: flatten}\n    - {type: linear, out_features: 1}\n"
-
-
-def edit(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
-
-
-def where(text: str, snippet: str) -> tuple[int, int]:
-    """1-based line and column of the first occurrence of ``snippet``, or of its ``|`` if it has one."""
-    offset = max(snippet.find("|"), 0)
-    before = text[: text.index(snippet.replace("|", "")) + offset]
-    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
 def errors(text: str, batch_size: int | None = None) -> tuple[SpecError, ...]:

@@ -12,18 +12,7 @@ from pydantic import ValidationError
 from archspec import Spec, check_text
 from archspec.errors import SpecError
 from archspec.layers import LAYER_TYPES, Conv2d
-
-
-def edit(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
-
-
-def where(text: str, snippet: str) -> tuple[int, int]:
-    """1-based line and column of the first occurrence of ``snippet``, or of its ``|`` if it has one."""
-    offset = max(snippet.find("|"), 0)
-    before = text[: text.index(snippet.replace("|", "")) + offset]
-    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+from tests.helpers import edit, where
 
 
 def errors(text: str) -> tuple[SpecError, ...]:
