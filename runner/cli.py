@@ -187,7 +187,11 @@ def _add_train(subparsers: SubParsers) -> None:
 
 def _add_sample(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "sample", "draw a grid of images from a checkpoint", _SAMPLE_EXAMPLE)
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by archspec train")
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a .pt file written by archspec train, or a run folder (its newest)",
+    )
     parser.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
     parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")

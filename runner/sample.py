@@ -29,6 +29,7 @@ def sample(
     checkpoint: Path, n: int, out: Path, seed: int = 0, device: str = "auto", force: bool = False
 ) -> SampleReport:
     """Write a grid of ``n`` images drawn from the checkpoint's generator (its EMA copy when it has one).
+    ``checkpoint`` may also be a run folder: its newest checkpoint is used.
 
     Refuses to replace an existing ``out`` unless ``force``; the latents come from ``seed`` alone.
     """
@@ -38,6 +39,7 @@ def sample(
         raise RunError(f"{out}: already exists; pass --force to overwrite it")
     if not out.parent.is_dir():
         raise RunError(f"{out.parent}: no such folder for --out")
+    checkpoint = _checkpoint_in(checkpoint)
     target = resolve_device(device)
     state = ckpt.load_checkpoint(checkpoint)
     spec = ckpt.checkpoint_spec(state, checkpoint)
@@ -58,3 +60,14 @@ def sample(
     value_range = (float(stored_range[0]), float(stored_range[1])) if stored_range else data_range(spec)
     save_grid(images, out, value_range)
     return SampleReport(out, n, weights, int(state["step"]))
+
+
+def _checkpoint_in(path: Path) -> Path:
+    """A checkpoint file as given, or the newest checkpoint of a run folder (or of its checkpoints folder)."""
+    if not path.is_dir():
+        return path
+    run = path.parent if path.name == "checkpoints" else path
+    found = ckpt.best_checkpoint(run)
+    if found is None:
+        raise RunError(f"{path}: a folder without checkpoints; give a checkpoint file or a run folder")
+    return found

@@ -254,6 +254,18 @@ def test_sample_refuses_to_overwrite(cli: Cli, tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sample_from_a_run_folder_uses_its_newest_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 3, "--checkpoint-every", 2)
+    (run / "checkpoints" / "last.pt").unlink()  # as after a kill -9: step_000002.pt is the newest left
+    result = cli("sample", run, "--n", 4, "--out", tmp_path / "g.png")
+    assert result.code == 0, result.err
+    assert "at step 2" in result.out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = one_error_line(cli("sample", empty, "--out", tmp_path / "h.png"))
+    assert str(empty) in line and "without checkpoints" in line
+
+
 def test_sample_of_a_corrupt_checkpoint_is_one_line(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(np.random.default_rng(1).integers(0, 256, 100, dtype=np.uint8).tobytes())
