@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from archspec.contract import Finding, fault_finding, gan_findings
 from archspec.errors import SpecError
+from archspec.layers import MAX_SIZE
 from archspec.source import Source, SourceError, parse_source, read_source
-from archspec.spec import Spec
-from archspec.trace import NetworkTrace, Totals, totals, trace_spec
+from archspec.spec import Latent, Network, Spec
+from archspec.trace import NetworkTrace, Role, Totals, totals, trace_network, trace_spec
 from archspec.validate import validate
 
 
@@ -58,6 +62,9 @@ def check_text(text: str, name: str = "<string>", batch_size: int | None = None)
 def check_source(source: Source, batch_size: int | None = None) -> CheckResult:
     spec, errors = validate(source)
     if spec is None:
+        # Report every problem at once: a network whose layers validated is still traced for shape errors.
+        errors += [_error(source, f) for f in _faults_of_valid_networks(source.data)]
+        errors.sort(key=lambda e: (e.line, e.column))
         return CheckResult(source.file, None, None, None, tuple(errors), batch_size or 1, source.text)
     batch = batch_size or spec.train.batch_size
     if batch != spec.train.batch_size:
@@ -67,6 +74,46 @@ def check_source(source: Source, batch_size: int | None = None) -> CheckResult:
     for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
         findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
     findings += gan_findings(spec, generator, discriminator)
-    errors = [source.error(f.loc, f.path, f.message, fix=f.fix, detail=f.detail) for f in findings]
+    errors = [_error(source, f) for f in findings]
     errors.sort(key=lambda e: (e.line, e.column))
     return CheckResult(source.file, spec, generator, discriminator, tuple(errors), batch, source.text)
+
+
+def _error(source: Source, finding: Finding) -> SpecError:
+    return source.error(finding.loc, finding.path, finding.message, fix=finding.fix, detail=finding.detail)
+
+
+def _faults_of_valid_networks(data: dict[str, Any]) -> list[Finding]:
+    """Layer faults of each network that validates on its own and whose input (latent or image) is valid."""
+    inputs: tuple[tuple[Role, tuple[int, ...] | None], ...] = (
+        ("generator", _latent_shape(data.get("latent"))),
+        ("discriminator", _image_shape(data.get("image"))),
+    )
+    findings: list[Finding] = []
+    for role, shape in inputs:
+        try:
+            network = Network.model_validate(data.get(role))
+        except ValidationError:
+            continue
+        if shape is not None:
+            layers = list(network.layers)
+            trace = trace_network(role, shape, layers)
+            findings += [fault_finding(role, fault, layers) for fault in trace.faults]
+    return findings
+
+
+def _latent_shape(value: Any) -> tuple[int] | None:
+    try:
+        return (Latent.model_validate({"size": value} if isinstance(value, int) else value).size,)
+    except ValidationError:
+        return None
+
+
+def _image_shape(value: Any) -> tuple[int, int, int] | None:
+    if isinstance(value, list) and len(value) == 3 and all(_size(v) for v in value):
+        return (value[0], value[1], value[2])
+    return None
+
+
+def _size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SIZE

@@ -17,7 +17,10 @@ MAX_SIZE = 2**31 - 1
 Size = Annotated[int, Field(ge=1, le=MAX_SIZE)]
 NonNegative = Annotated[int, Field(ge=0, le=MAX_SIZE)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+# A scale beyond this overflows any real image long before; the bound keeps messages short.
+ScaleFactor = Annotated[float, Field(gt=0.0, le=65536.0, allow_inf_nan=False)]
 
 
 def _pair(value: Any) -> Any:
@@ -148,7 +151,7 @@ class Dropout(Layer):
 
 class LeakyReLU(Layer):
     type: Literal["leaky_relu"]
-    negative_slope: float = 0.01
+    negative_slope: Finite = 0.01
     inplace: bool = False
 
 
@@ -186,9 +189,7 @@ class Flatten(Layer):
 class Upsample(Layer):
     type: Literal["upsample"]
     size: Annotated[tuple[Size, Size], BeforeValidator(_pair)] | None = None
-    scale_factor: Annotated[tuple[PositiveFloat, PositiveFloat], BeforeValidator(_float_or_pair)] | None = (
-        None
-    )
+    scale_factor: Annotated[tuple[ScaleFactor, ScaleFactor], BeforeValidator(_float_or_pair)] | None = None
     mode: Literal["nearest", "nearest-exact", "bilinear", "bicubic"] = "nearest"
     align_corners: bool | None = None
 

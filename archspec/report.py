@@ -112,6 +112,10 @@ def totals_table(t: Totals) -> Table:
         ("parameters", f"{t.params:,} (G {t.params_generator:,} + D {t.params_discriminator:,})"),
         ("MACs per sample", f"G {t.macs_generator:,} · D {t.macs_discriminator:,}"),
         ("FLOPs per image per step", f"{t.train_step_flops / 1e9:,.2f} GFLOP (D real + D fake + G)"),
+        (
+            "  of which needed",
+            f"{t.model_flops / 1e9:,.2f} GFLOP (without D's weight gradients in G's update)",
+        ),
         ("weights", _bytes(t.weights_bytes)),
         ("gradients", _bytes(t.gradients_bytes)),
         ("Adam state", _bytes(t.adam_bytes)),
@@ -143,6 +147,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             "macs_generator": totals.macs_generator,
             "macs_discriminator": totals.macs_discriminator,
             "train_step_flops": totals.train_step_flops,
+            "model_flops": totals.model_flops,
             "weights_bytes": totals.weights_bytes,
             "gradients_bytes": totals.gradients_bytes,
             "adam_bytes": totals.adam_bytes,

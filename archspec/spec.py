@@ -11,6 +11,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from archspec.layers import MAX_SIZE, AnyLayer, PositiveFloat, Size
 
+# Adam's running-average coefficients: torch.optim.Adam refuses anything outside [0, 1).
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -52,9 +55,7 @@ class Train(_Frozen):
     lr: PositiveFloat = 1e-4
     lr_g: PositiveFloat | None = None
     lr_d: PositiveFloat | None = None
-    betas: Annotated[
-        tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
-    ] = (
+    betas: Annotated[tuple[Beta, Beta], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)] = (
         0.9,
         0.999,
     )

@@ -185,6 +185,12 @@ class Totals:
     def train_memory_bytes(self) -> int:
         return self.weights_bytes + self.gradients_bytes + self.adam_bytes + self.activations_bytes
 
+    @property
+    def model_flops(self) -> int:
+        """The FLOPs a step needs, per image: the seed's step less D's weight gradients in the G update, which
+        the seed computes and throws away (archspec's step freezes D there). The numerator of MFU."""
+        return self.train_step_flops - 2 * self.macs_discriminator
+
 
 def totals(generator: NetworkTrace, discriminator: NetworkTrace, batch_size: int) -> Totals:
     """Parameters, MACs, FLOPs and the memory of one training step of the seed's loop.

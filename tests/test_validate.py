@@ -564,3 +564,44 @@ def test_a_field_named_like_a_layer_type_is_still_an_unknown_field(small_text: s
         "unknown field 'relu'",
         "known fields: name, inplace",
     )
+
+
+# --- review findings: non-finite numbers, Adam betas, every problem at once ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "message"),
+    [
+        (
+            "{type: relu}\n    - {type: view",
+            "{type: relu}\n    - {type: upsample, scale_factor: .inf}\n    - {type: view",
+            "generator.layers[2] (upsample).scale_factor",
+            "finite number",
+        ),
+        (
+            "{type: relu}\n    - {type: view",
+            "{type: relu}\n    - {type: upsample, scale_factor: 1e300}\n    - {type: view",
+            "generator.layers[2] (upsample).scale_factor",
+            "at most 65,536",
+        ),
+        (
+            "negative_slope: 0.2}\n    - {type: conv2d",
+            "negative_slope: .nan}\n    - {type: conv2d",
+            "discriminator.layers[1] (leaky_relu).negative_slope",
+            "finite number",
+        ),
+        ("lr: 2.0e-4", "lr: 2.0e-4\n  betas: [1.5, 0.9]", "train.betas[0]", "less than 1.0"),
+        ("lr: 2.0e-4", "lr: 2.0e-4\n  betas: [0.5, -0.1]", "train.betas[1]", "at least 0"),
+    ],
+)
+def test_numbers_torch_would_refuse(small_text: str, old: str, new: str, path: str, message: str) -> None:
+    error = only(edit(small_text, old, new))
+    assert error.path == path and message in error.message, error.render()
+
+
+def test_a_field_error_does_not_hide_a_shape_error_in_a_valid_network(small_text: str) -> None:
+    text = edit(small_text, "{type: view, shape: [8, 4, 4]}", "{type: view, shape: [-1, -1, 4]}")
+    text = edit(text, "{type: flatten}", "{type: dropout, p: 1.5}\n    - {type: flatten}")
+    found = errors(text)
+    assert [e.path for e in found] == ["generator.layers[2] (view)", "discriminator.layers[4] (dropout).p"]
+    assert "at most one -1" in found[0].message
