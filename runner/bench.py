@@ -103,7 +103,7 @@ class BenchResult:
     spec: str
     device: str
     torch: str
-    train_step_flops: int  # per image, from the compiler
+    model_flops: int  # per image, from the compiler: the step less D's discarded weight gradients
     peaks: dict[str, float | None]  # peak FLOP/s by precision
     peak_source: str
     rows: list[Measurement] = field(default_factory=list)
@@ -184,7 +184,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         spec=options.spec,
         device=describe_device(device),
         torch=torch.__version__,
-        train_step_flops=checked.totals.train_step_flops,
+        model_flops=checked.totals.model_flops,
         peaks=peaks,
         peak_source=source,
         memory_estimate_bytes=checked.totals.train_memory_bytes,
@@ -325,8 +325,11 @@ def print_result(result: BenchResult, stream: TextIO) -> None:
             console.print(f"* ({LETTERS[row.variant]}) {row.note}")
     for variant, why in result.skipped.items():
         console.print(f"({LETTERS[variant]}) {variant} skipped: {why}")
-    gflop = result.train_step_flops / 1e9
-    console.print(f"train step {gflop:.4g} GFLOP per image (compiler); peak FLOP/s: {result.peak_source}")
+    gflop = result.model_flops / 1e9
+    console.print(
+        f"MFU counts {gflop:.4g} GFLOP per image (the compiler's needed FLOPs per step, the same for every loop); "
+        f"peak FLOP/s: {result.peak_source}"
+    )
     if result.rows and "cuda" not in result.rows[0].peak_memory_kind:
         console.print("peak memory on the CPU is the whole process's peak RSS so far, not one loop's")
     measured = result.memory_measured_bytes
@@ -348,9 +351,22 @@ def print_result(result: BenchResult, stream: TextIO) -> None:
         )
 
 
+def check_json_path(path: Path, force: bool) -> None:
+    """RunError if ``write_json`` could not write ``path``: checked before the benchmark, not after it."""
+    if path.is_dir():
+        raise RunError(f"{path}: is a folder; give --json a file name")
+    if path.exists() and not force:
+        raise RunError(f"{path}: already exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise RunError(f"{path.parent}: no such folder for --json")
+
+
 def write_json(result: BenchResult, path: Path) -> None:
     """``result`` as JSON at ``path``."""
-    path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise RunError(f"{path}: cannot write the results: {err.strerror or err}") from None
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
@@ -460,7 +476,7 @@ def _measurement(
         seconds=sum(times),
         images_per_s=images_per_s,
         ms_per_step=per_step * 1000,
-        mfu=images_per_s * result.train_step_flops / peak if peak else None,
+        mfu=images_per_s * result.model_flops / peak if peak else None,
         peak_memory_bytes=memory,
         peak_memory_kind=kind,
         data=prepared.data,

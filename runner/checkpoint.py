@@ -30,7 +30,7 @@ from archspec.contract import gan_findings
 from archspec.spec import Spec, Train
 from archspec.trace import trace_spec
 from runner.data import natural_key
-from runner.errors import RunError
+from runner.errors import RunError, error_summary
 
 FORMAT = "archspec-checkpoint"
 FORMAT_VERSION = 1
@@ -349,6 +349,7 @@ def _load(path: Path, mmap: bool) -> Any:
 
 
 def _first_sentence(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    # torch.load's refusals run to paragraphs of advice; their first sentence says what went wrong.
+    text = " ".join(error_summary(err).split())
     text = text.split(". ")[0].rstrip(".")
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 200 else text[:197] + "..."

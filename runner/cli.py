@@ -105,7 +105,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
 def bench_command(args: argparse.Namespace) -> int:
     """``archspec bench``: time the trainer's step against hand-written loops; print a table, write JSON."""
-    from runner.bench import BenchOptions, print_result, run_bench, write_json
+    from runner.bench import BenchOptions, check_json_path, print_result, run_bench, write_json
 
     options = BenchOptions(
         spec=args.spec,
@@ -119,6 +119,9 @@ def bench_command(args: argparse.Namespace) -> int:
         peak_tflops=args.peak_tflops,
         variants=tuple(args.only.split(",")) if args.only else BenchOptions.variants,
     )
+
+    if args.json is not None:
+        check_json_path(Path(args.json), args.force)  # before the benchmark, which may take minutes
 
     def progress(what: str) -> None:
         print(f"{what} ...", file=sys.stderr, flush=True)
@@ -192,7 +195,9 @@ def _add_sample(subparsers: SubParsers) -> None:
         metavar="CHECKPOINT",
         help="a .pt file written by archspec train, or a run folder (its newest)",
     )
-    parser.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
+    parser.add_argument(
+        "--n", type=positive_int, default=16, help="number of images (default 16, at most 1024)"
+    )  # 1024: runner.sample.MAX_IMAGES, not imported here since it would bring torch
     parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -249,6 +254,7 @@ def _add_bench(subparsers: SubParsers) -> None:
     )
     parser.add_argument("--only", metavar="LIST", help="some of seed,fp32,fast,hand (default: all four)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     parser.set_defaults(func=_guarded(bench_command))
 
 

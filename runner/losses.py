@@ -35,7 +35,7 @@ class GanLoss:
     def d_real(self, scores: torch.Tensor) -> torch.Tensor:
         """The discriminator's loss on its scores for real images (the target is "real")."""
         if self.name == "bce":
-            return F.binary_cross_entropy(scores, torch.ones_like(scores))
+            return _bce(scores, torch.ones_like(scores))
         if self.name == "bce_logits":
             return F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
         if self.name == "lsgan":
@@ -47,7 +47,7 @@ class GanLoss:
     def d_fake(self, scores: torch.Tensor) -> torch.Tensor:
         """The discriminator's loss on its scores for generated images (the target is "fake")."""
         if self.name == "bce":
-            return F.binary_cross_entropy(scores, torch.zeros_like(scores))
+            return _bce(scores, torch.zeros_like(scores))
         if self.name == "bce_logits":
             return F.binary_cross_entropy_with_logits(scores, torch.zeros_like(scores))
         if self.name == "lsgan":
@@ -71,6 +71,19 @@ def make_loss(name: str, gp_weight: float = 10.0) -> GanLoss:
     if name not in LOSS_NAMES:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSS_NAMES)}")
     return GanLoss(name, gp_weight)
+
+
+def _bce(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """F.binary_cross_entropy, except that NaN scores give a NaN loss instead of an error.
+
+    BCE refuses a NaN input (an error on the CPU, a device-side assert on CUDA), which would crash the run
+    before its finiteness checks could stop it cleanly. Looking for NaN on the host would cost a sync per step,
+    so the NaN scores are swapped for 0.5 and the loss is then set to NaN on the device: the NaN reaches the
+    logged losses, which the run checks. Finite scores go through BCE untouched, bit for bit as nn.BCELoss.
+    """
+    nan = scores.isnan()
+    loss = F.binary_cross_entropy(scores.masked_fill(nan, 0.5), target)
+    return loss.masked_fill(nan.any(), float("nan"))
 
 
 def gradient_penalty(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ Progress = Callable[[int, int], None]
 # What Pillow raises for a file it cannot read: UnidentifiedImageError and truncation are OSErrors, a broken
 # PNG chunk is a SyntaxError, a bad mode a ValueError, an enormous image a DecompressionBombError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_BUFFER_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def _decode(where: str, data: bytes, size: int, resize: bool) -> npt.NDArray[np.
         with Image.open(io.BytesIO(data)) as img:
             rgb = img.convert("RGB")
     except _DECODE_ERRORS as err:
-        raise RunError(f"{where}: cannot decode image: {_one_line(err)}") from err
+        raise RunError(f"{where}: not a readable image (PIL: {_pil_reason(err)})") from err
     if resize:
         rgb = rgb.resize(resized_size(rgb.width, rgb.height, size), Image.Resampling.BICUBIC)
     elif rgb.width < size or rgb.height < size:
@@ -216,6 +218,12 @@ def _decode(where: str, data: bytes, size: int, resize: bool) -> npt.NDArray[np.
         )
     top, left = centre_crop_box(rgb.height, rgb.width, size)
     return np.asarray(rgb)[top : top + size, left : left + size]
+
+
+def _pil_reason(err: BaseException) -> str:
+    # Pillow names the stream it was given, which here is the repr of an in-memory buffer: the file is named
+    # in front of the message already.
+    return _BUFFER_REPR.sub("", _one_line(err)) or type(err).__name__
 
 
 def _one_line(err: BaseException) -> str:

@@ -76,8 +76,13 @@ def _produce(
     try:
         if start is not None:
             start()
-        for batch in batches:
-            if not _offer(channel, prepare(batch), stop):
+        # The stop is looked at before each pull and after each put: ``ahead``'s cleanup drains the queue, which
+        # lets a put that was waiting succeed, and the batch after it must not be read.
+        while not stop.is_set():
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if not _offer(channel, prepare(batch), stop) or stop.is_set():
                 return
         outcome = _END
     except (RuntimeError, ValueError, IndexError, OSError) as err:

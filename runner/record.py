@@ -6,12 +6,14 @@ run.json.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import platform
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,8 +47,12 @@ class TrainReport:
 
 
 def console(stdout: TextIO | None, world: World) -> TextIO:
-    """Where this process prints: ``stdout`` (sys.stdout if None) on rank 0, nowhere on the others."""
-    return (stdout or sys.stdout) if world.is_main else _Silent()
+    """Where this process prints: ``stdout`` (sys.stdout if None) on rank 0, nowhere on the others.
+
+    On rank 0 the console goes quiet if its reader goes away (``archspec train ... | head``): the run is worth
+    more than its log lines, so it trains on and writes its checkpoints.
+    """
+    return _Quiet(stdout or sys.stdout) if world.is_main else _Silent()
 
 
 class RunRecord:
@@ -187,6 +193,53 @@ class _Silent(io.StringIO):
 
     def write(self, text: str) -> int:
         return len(text)
+
+
+class _Quiet(io.StringIO):
+    """``stream``, until writing to it fails with a broken pipe; from then on everything written is dropped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            self._guard(lambda: self.stream.write(text))
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            self._guard(self.stream.flush)
+
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def _guard(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except OSError as err:
+            if not (isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE):
+                raise
+            self.gone = True
+            _send_to_devnull(self.stream)
+
+
+def _send_to_devnull(stream: TextIO) -> None:
+    """Point the file descriptor of a stream whose reader left at /dev/null, as the Python docs advise for
+    SIGPIPE: what is still buffered, flushed at exit, would otherwise fail again (and exit with code 120)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # a stream without a descriptor (io.StringIO) holds nothing to flush later
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _report_json(report: TrainReport) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from runner import distributed
 from runner.config import Resolved, load_spec, resolve, resume_base, train_dict
 from runner.data import ImageSet
 from runner.device import World
-from runner.errors import RunError
+from runner.errors import RunError, error_summary
 from runner.seeds import GLOBAL_STREAM, LATENT_STREAM, derived_seed
 from runner.step import GanStep
 
@@ -107,7 +107,7 @@ def restore(state: Mapping[str, Any], path: Path, step: GanStep, world: World) -
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
         # The architectures were compared already; this is a damaged or hand-edited file.
         raise RunError(
-            f"{path}: the checkpoint's state does not fit this run (damaged?): {_first_line(err)}"
+            f"{path}: the checkpoint's state does not fit this run (damaged?): {error_summary(err)}"
         ) from None
     for opt, lr in ((step.opt_g, cfg.lr_g or cfg.lr), (step.opt_d, cfg.lr_d or cfg.lr)):
         for group in opt.param_groups:
@@ -141,7 +141,3 @@ def _restore_rng(state: Mapping[str, Any], latent_rng: torch.Generator, seed: in
             "it continues, but not bit for bit as the original world would have"
         ]
     return []
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -11,8 +11,11 @@ from archspec.contract import data_range
 from archspec.modules import build
 from runner import checkpoint as ckpt
 from runner.device import resolve_device
-from runner.errors import RunError
+from runner.errors import RunError, error_summary
 from runner.outputs import save_grid
+
+MAX_IMAGES = 1024  # a 32 × 32 grid: more is no longer a picture one can look at
+CHUNK = 64  # images per forward pass
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ def sample(
     """
     if n < 1:
         raise RunError(f"--n {n}: draw at least one image")
+    if n > MAX_IMAGES:
+        raise RunError(
+            f"--n {n}: at most {MAX_IMAGES} images in one grid; draw several grids with other --seed"
+        )
     if out.exists() and not force:
         raise RunError(f"{out}: already exists; pass --force to overwrite it")
     if not out.parent.is_dir():
@@ -49,17 +56,23 @@ def sample(
         gan.generator.load_state_dict(state[weights])
     except RuntimeError as err:
         raise RunError(
-            f"{checkpoint}: the stored weights do not fit the stored spec (corrupt?): "
-            f"{str(err).splitlines()[0]}"
+            f"{checkpoint}: the stored weights do not fit the stored spec (corrupt?): {error_summary(err)}"
         ) from None
     gan.generator.eval()
-    z = gan.latent(n, generator=torch.Generator().manual_seed(seed)).to(target)
-    with torch.no_grad():
-        images = gan.generator(z)
+    z = gan.latent(n, generator=torch.Generator().manual_seed(seed))
+    images = _generate(gan.generator, z, target)
     stored_range = state.get("value_range")
     value_range = (float(stored_range[0]), float(stored_range[1])) if stored_range else data_range(spec)
     save_grid(images, out, value_range)
     return SampleReport(out, n, weights, int(state["step"]))
+
+
+def _generate(generator: torch.nn.Module, z: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """G(z) on ``device``, ``CHUNK`` latents at a time (the images gathered on the CPU): a large grid needs no
+    more device memory than a small one. The latents are drawn beforehand, so the grid does not depend on it."""
+    with torch.no_grad():
+        parts = [generator(z[i : i + CHUNK].to(device)).cpu() for i in range(0, len(z), CHUNK)]
+    return torch.cat(parts)
 
 
 def _checkpoint_in(path: Path) -> Path:

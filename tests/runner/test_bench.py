@@ -14,7 +14,7 @@ from runner.bench import BenchOptions, peak_flops, peaks_by_name, run_bench
 from runner.config import resolve
 from runner.handwritten import SeedLoop
 from runner.step import build_gan
-from tests.runner.conftest import TINY, Cli, spec_variant
+from tests.runner.conftest import TINY, Cli, Result, one_error_line, spec_variant
 
 
 def test_all_four_loops_run_on_the_cpu() -> None:
@@ -33,7 +33,7 @@ def test_all_four_loops_run_on_the_cpu() -> None:
     assert all("RSS" in r.peak_memory_kind for r in result.rows)
     assert "sigmoid dropped" in fast.note and not fp32.note
     assert result.memory_measured_bytes is None and result.memory_ratio is None
-    assert result.memory_estimate_bytes > 0 and result.train_step_flops > 0
+    assert result.memory_estimate_bytes > 0 and result.model_flops > 0
     assert set(result.speedups()) == {"fast_over_seed", "fp32_over_hand"}
 
 
@@ -59,6 +59,22 @@ def test_only_some_loops_and_a_fast_batch(cli: Cli, tmp_path: Path) -> None:
     assert result.code == 0, result.err
     rows = json.loads(out.read_text())["rows"]
     assert [(r["variant"], r["batch_size"]) for r in rows] == [("fast", 32)]
+
+
+def test_a_json_file_that_cannot_be_written_is_refused_before_the_benchmark(cli: Cli, tmp_path: Path) -> None:
+    def bench(*extra: str | Path) -> Result:
+        return cli("bench", TINY, "--device", "cpu", "--only", "fp32", "--steps", 1, "--warmup", 0, *extra)
+
+    missing = one_error_line(bench("--json", tmp_path / "nodir" / "b.json"))
+    assert f"{tmp_path / 'nodir'}: no such folder for --json" in missing
+    existing = tmp_path / "b.json"
+    existing.write_text("keep me\n")
+    line = one_error_line(bench("--json", existing))
+    assert "already exists; pass --force" in line  # one line: the benchmark did not start
+    assert existing.read_text() == "keep me\n"
+    forced = bench("--json", existing, "--force")
+    assert forced.code == 0, forced.err
+    assert json.loads(existing.read_text())["rows"][0]["variant"] == "fp32"
 
 
 def test_a_spec_already_on_logits_is_benchmarked_as_written(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+import runner.sample
+from archspec.modules import build
 from runner.checkpoint import best_checkpoint, find_resume, load_checkpoint, save_checkpoint
 from runner.errors import RunError
 from tests.runner.conftest import TINY, Cli, one_error_line, only_run, spec_variant
@@ -271,3 +273,56 @@ def test_sample_of_a_corrupt_checkpoint_is_one_line(cli: Cli, tmp_path: Path) ->
     bad.write_bytes(np.random.default_rng(1).integers(0, 256, 100, dtype=np.uint8).tobytes())
     line = one_error_line(cli("sample", bad, "--out", tmp_path / "g.png"))
     assert str(bad) in line and not (tmp_path / "g.png").exists()
+
+
+def _misshapen(state: dict[str, Any], weights: str) -> str:
+    """Give the first tensor of ``state[weights]`` a row too many; its key."""
+    key = next(iter(state[weights]))
+    tensor = state[weights][key]
+    state[weights][key] = torch.zeros((tensor.shape[0] + 1, *tensor.shape[1:]))
+    return str(key)
+
+
+def test_sample_names_the_weight_whose_shape_is_wrong(cli: Cli, tmp_path: Path) -> None:
+    run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 1)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    key, broken = _misshapen(state, "generator"), tmp_path / "broken.pt"
+    torch.save(state, broken)
+    line = one_error_line(cli("sample", broken, "--out", tmp_path / "grid.png"))
+    assert "Error(s) in loading state_dict" in line and f"size mismatch for {key}: copying a param" in line
+
+
+def test_resume_names_the_weight_whose_shape_is_wrong(cli: Cli, tmp_path: Path) -> None:
+    run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 1)
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    key = _misshapen(state, "discriminator")
+    torch.save(state, last)
+    line = one_error_line(cli("train", TINY, "--resume", last, "--max-steps", 2))
+    assert "does not fit this run" in line and f"size mismatch for {key}: copying a param" in line
+
+
+def test_sample_refuses_more_than_a_grid_can_show(cli: Cli, tmp_path: Path) -> None:
+    line = one_error_line(cli("sample", tmp_path / "never-read.pt", "--n", 1025, "--out", tmp_path / "g.png"))
+    assert "--n 1025: at most 1024 images" in line
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_sample_generates_in_chunks_and_the_grid_does_not_depend_on_them(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 1)
+    last = run / "checkpoints" / "last.pt"
+    assert cli("sample", last, "--n", 10, "--out", tmp_path / "whole.png").code == 0
+    batches: list[int] = []
+
+    def counted(spec: Any, device: torch.device) -> Any:
+        gan = build(spec, device)
+        gan.generator.register_forward_hook(lambda _m, inputs, _out: batches.append(inputs[0].shape[0]))
+        return gan
+
+    monkeypatch.setattr(runner.sample, "build", counted)
+    monkeypatch.setattr(runner.sample, "CHUNK", 4)
+    assert cli("sample", last, "--n", 10, "--out", tmp_path / "chunked.png").code == 0
+    assert batches == [4, 4, 2]
+    assert np.array_equal(_pixels(tmp_path / "whole.png"), _pixels(tmp_path / "chunked.png"))

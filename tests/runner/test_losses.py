@@ -87,3 +87,29 @@ def test_gradient_penalty_is_differentiable_and_seeded() -> None:
     # The last bias does not change the input gradient, so only the weights get a gradient from the penalty.
     for weight in (conv.weight, linear.weight):
         assert weight.grad is not None and torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0
+
+
+def test_bce_of_nan_scores_is_nan_not_an_error() -> None:
+    # F.binary_cross_entropy raises on NaN (a device-side assert on CUDA); the run's NaN checks must see it instead.
+    loss = make_loss("bce")
+    scores = torch.tensor([[0.9], [float("nan")], [0.6]])
+    for value in (loss.d_real(scores), loss.d_fake(scores), loss.g(scores)):
+        assert value.isnan()
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+def test_bce_on_finite_scores_is_bit_for_bit_nn_bce_loss(target: float) -> None:
+    loss = make_loss("bce")
+    ours_of = loss.d_real if target == 1.0 else loss.d_fake
+    logits = (
+        torch.randn(64, 1, generator=torch.Generator().manual_seed(0)) * 8
+    )  # some scores saturate at 0 or 1
+    ours_in = torch.sigmoid(logits).requires_grad_(True)
+    theirs_in = ours_in.detach().clone().requires_grad_(True)
+    ours = ours_of(ours_in)
+    theirs = nn.BCELoss()(theirs_in, torch.full_like(theirs_in, target))
+    ours.backward()
+    theirs.backward()
+    assert torch.equal(ours, theirs)
+    assert ours_in.grad is not None and theirs_in.grad is not None
+    assert torch.equal(ours_in.grad, theirs_in.grad)

@@ -205,9 +205,8 @@ def test_failure_leaves_no_temporary_file(tmp_path: Path) -> None:
             z.writestr(f"{i:03d}.jpg", good[: len(good) // 3] if i == 80 else good)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    with pytest.raises(RunError, match="cannot decode image") as err:
+    with pytest.raises(RunError, match=r"080\.jpg: not a readable image \(PIL: "):
         pack_images(archive, out_dir / "out.h5", 16, None, False)
-    assert "080.jpg" in str(err.value)
     assert list(out_dir.iterdir()) == []
 
 
@@ -220,6 +219,17 @@ def test_failure_keeps_the_existing_output(tmp_path: Path) -> None:
         pack_images(tmp_path / "src", out, 16, None, False, overwrite=True)
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "src"]
+
+
+def test_a_file_that_is_not_an_image_is_named_without_pillows_buffer(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.png").write_bytes(b"shopping list")
+    with pytest.raises(RunError) as err:
+        pack_images(tmp_path / "src", tmp_path / "out.h5", 16, None, False)
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'src' / 'notes.png'}: not a readable image (PIL: cannot identify image file)"
+    )
 
 
 def test_unwritable_output(tmp_path: Path) -> None:

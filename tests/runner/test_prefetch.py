@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -16,6 +16,13 @@ from runner.prefetch import ahead, prefetched
 def _numbered(n: int) -> Iterator[torch.Tensor]:
     for i in range(n):
         yield torch.full((2,), i)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the prefetch thread did not get there in time"
+        time.sleep(0.005)
 
 
 def _threads() -> int:
@@ -60,12 +67,16 @@ def test_leaving_early_stops_the_thread_without_reading_on() -> None:
     stream = ahead(endless(), depth=2)
     for batch in stream:
         if int(batch) == 3:
+            # Let the thread fill the queue and block on the batch in hand: the cleanup's drain then frees room
+            # for that put, which used to let the thread read one batch more.
+            _wait_until(lambda: len(read) == 3 + 1 + 2 + 1)
+            time.sleep(0.1)
             break
     stream.close()
     assert _threads() == 0
     settled = len(read)
     time.sleep(0.1)
-    assert len(read) == settled <= 3 + 2 + 2  # what was consumed, the queue, and one in hand
+    assert len(read) == settled == 4 + 2 + 1  # what was consumed (0 to 3), the queue, and one in hand
 
 
 def test_on_the_cpu_batches_pass_through_untouched() -> None:

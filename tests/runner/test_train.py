@@ -268,6 +268,29 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
 
 
+def test_nan_scores_under_bce_stop_the_run_like_any_nan(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NaN scores once made F.binary_cross_entropy raise (a device-side assert on CUDA): a traceback, not a stop.
+    original = GanLoss.d_fake
+    calls = {"n": 0}
+
+    def poisoned(self: GanLoss, scores: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return original(self, scores * float("nan") if calls["n"] >= 6 else scores)  # D's scores from step 6
+
+    monkeypatch.setattr(GanLoss, "d_fake", poisoned)
+    out = tmp_path / "runs"
+    line = one_error_line(cli("train", TINY, "--max-steps", 20, "--checkpoint-every", 4, "--out", out))
+    assert "is nan at step 6" in line and "step_000004.pt" in line
+    assert sorted(p.name for p in (only_run(out) / "checkpoints").iterdir()) == ["step_000004.pt"]
+
+
+def test_a_huge_learning_rate_under_bce_stops_with_one_line(cli: Cli, tmp_path: Path) -> None:
+    line = one_error_line(cli("train", TINY, "--lr", "1e30", "--max-steps", 100, "--out", tmp_path / "runs"))
+    assert "is nan at step 1;" in line and "Try a lower --lr" in line
+
+
 # --- Ctrl-C and kill -9 --------------------------------------------------------------------------------------------
 
 
@@ -323,6 +346,32 @@ def test_ctrl_c_saves_last_pt_and_exits_130(tmp_path: Path) -> None:
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["step"] >= 10
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_a_closed_stdout_goes_quiet_and_the_run_trains_on(tmp_path: Path) -> None:
+    # `archspec train ... | head -2`: the reader leaves after the header; the run must still finish and save.
+    command = archspec_command(
+        "train",
+        TINY,
+        "--max-steps",
+        40,
+        "--log-every",
+        1,
+        "--checkpoint-every",
+        20,
+        "--out",
+        tmp_path / "runs",
+    )
+    proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"archspec train tiny")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""  # no traceback, and no "Exception ignored" from flushing stdout at exit
+    run = only_run(tmp_path / "runs")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 40
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
 def test_after_kill_9_resume_auto_continues_from_the_last_checkpoint(cli: Cli, tmp_path: Path) -> None:
