@@ -74,16 +74,22 @@ def make_loss(name: str, gp_weight: float = 10.0) -> GanLoss:
 
 
 def _bce(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """F.binary_cross_entropy, except that NaN scores give a NaN loss instead of an error.
+    """F.binary_cross_entropy, except that NaN scores do not end the process.
 
-    BCE refuses a NaN input (an error on the CPU, a device-side assert on CUDA), which would crash the run
-    before its finiteness checks could stop it cleanly. Looking for NaN on the host would cost a sync per step,
-    so the NaN scores are swapped for 0.5 and the loss is then set to NaN on the device: the NaN reaches the
-    logged losses, which the run checks. Finite scores go through BCE untouched, bit for bit as nn.BCELoss.
+    BCE refuses a NaN input, and the run must live to stop cleanly on it (looking for NaN on the host would cost
+    a sync per step). On CUDA the refusal is a device-side assert that kills the process, so NaN scores count as
+    0.5 there; the mean scores the step logs are taken from the raw scores and stay NaN, and the run's checks stop
+    on them at the next log. On the CPU the refusal is an immediate error, turned into a NaN loss: no extra work
+    on the hot path of small CPU models. Finite scores go through BCE bit for bit as nn.BCELoss.
     """
-    nan = scores.isnan()
-    loss = F.binary_cross_entropy(scores.masked_fill(nan, 0.5), target)
-    return loss.masked_fill(nan.any(), float("nan"))
+    if scores.is_cuda:
+        return F.binary_cross_entropy(torch.nan_to_num(scores, nan=0.5), target)
+    try:
+        return F.binary_cross_entropy(scores, target)
+    except RuntimeError:
+        if not scores.isnan().any():
+            raise
+        return (scores * float("nan")).mean()
 
 
 def gradient_penalty(

@@ -94,6 +94,17 @@ def test_bf16_and_channels_last_train(tmp_path: Path) -> None:
     assert report.status == "finished"
 
 
+def test_nan_scores_do_not_trip_bce_device_assert() -> None:
+    # A device-side assert would end the process; the step's logged mean scores carry the NaN instead.
+    from runner.losses import make_loss
+
+    scores = torch.tensor([[0.9], [float("nan")]], device="cuda", requires_grad=True)
+    loss = make_loss("bce").d_real(scores)
+    loss.backward()
+    torch.cuda.synchronize()
+    assert loss.isfinite() and scores.detach().mean().isnan()
+
+
 def test_an_unknown_cuda_index_is_refused() -> None:
     with pytest.raises(RunError, match="CUDA device"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")

@@ -272,14 +272,14 @@ def test_nan_scores_under_bce_stop_the_run_like_any_nan(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # NaN scores once made F.binary_cross_entropy raise (a device-side assert on CUDA): a traceback, not a stop.
-    original = GanLoss.d_fake
+    original = torch.nn.Sigmoid.forward
     calls = {"n": 0}
 
-    def poisoned(self: GanLoss, scores: torch.Tensor) -> torch.Tensor:
-        calls["n"] += 1
-        return original(self, scores * float("nan") if calls["n"] >= 6 else scores)  # D's scores from step 6
+    def poisoned(self: torch.nn.Sigmoid, x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1  # tiny's G and D each end in a sigmoid: 5 calls a step (G, D real, D fake, G, D)
+        return original(self, x) * (float("nan") if calls["n"] > 25 else 1.0)  # from step 6 on
 
-    monkeypatch.setattr(GanLoss, "d_fake", poisoned)
+    monkeypatch.setattr(torch.nn.Sigmoid, "forward", poisoned)
     out = tmp_path / "runs"
     line = one_error_line(cli("train", TINY, "--max-steps", 20, "--checkpoint-every", 4, "--out", out))
     assert "is nan at step 6" in line and "step_000004.pt" in line
