@@ -97,34 +97,29 @@ def test_train_step_flops(checked: CheckResult) -> None:
     assert totals.train_step_flops == pytest.approx(TRAIN_STEP_FLOPS, rel=1e-3)
 
 
-def test_train_step_flops_equal_torch_flop_counter(checked: CheckResult) -> None:
-    """The seed's step (D on real, D on G(z).detach(), G through D), counted by torch on the meta device."""
-    totals = checked.totals
-    assert totals is not None
+def _seed_step_flops(checked: CheckResult, freeze_d_for_g: bool) -> int:
+    """torch's FLOP count of the seed's step (D on real, D on G(z).detach(), G through D), on the meta device."""
     gan = build(checked, device="meta")
     g, d, bce = gan.generator, gan.discriminator, nn.BCELoss()
     one, zero = torch.ones(1, 1, device="meta"), torch.zeros(1, 1, device="meta")
     with FlopCounterMode(display=False) as counter:
         bce(d(torch.rand(1, 3, 128, 128, device="meta")), one).backward()
         bce(d(g(torch.randn(1, 100, device="meta")).detach()), zero).backward()
+        d.requires_grad_(not freeze_d_for_g)
         bce(d(g(torch.randn(1, 100, device="meta"))), one).backward()
-    assert counter.get_total_flops() == totals.train_step_flops
+    return int(counter.get_total_flops())
+
+
+def test_train_step_flops_equal_torch_flop_counter(checked: CheckResult) -> None:
+    assert checked.totals is not None
+    assert _seed_step_flops(checked, freeze_d_for_g=False) == checked.totals.train_step_flops
 
 
 def test_model_flops_leave_out_d_weight_gradients_in_the_g_update(checked: CheckResult) -> None:
     """archspec's step freezes D during G's update; torch counts what is left."""
-    totals = checked.totals
-    assert totals is not None
-    gan = build(checked, device="meta")
-    g, d, bce = gan.generator, gan.discriminator, nn.BCELoss()
-    one, zero = torch.ones(1, 1, device="meta"), torch.zeros(1, 1, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        bce(d(torch.rand(1, 3, 128, 128, device="meta")), one).backward()
-        bce(d(g(torch.randn(1, 100, device="meta")).detach()), zero).backward()
-        d.requires_grad_(False)
-        bce(d(g(torch.randn(1, 100, device="meta"))), one).backward()
-    assert counter.get_total_flops() == totals.model_flops
-    assert totals.model_flops == pytest.approx(79.06e9, rel=1e-3)
+    assert checked.totals is not None
+    assert _seed_step_flops(checked, freeze_d_for_g=True) == checked.totals.model_flops
+    assert checked.totals.model_flops == pytest.approx(79.06e9, rel=1e-3)
 
 
 # --- the built modules are the seed's classes ---------------------------------------------------------------
