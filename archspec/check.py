@@ -70,13 +70,17 @@ def check_source(source: Source, batch_size: int | None = None) -> CheckResult:
     if batch != spec.train.batch_size:
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"batch_size": batch})})
     generator, discriminator = trace_spec(spec)
+    errors = [_error(source, f) for f in spec_findings(spec, generator, discriminator)]
+    errors.sort(key=lambda e: (e.line, e.column))
+    return CheckResult(source.file, spec, generator, discriminator, tuple(errors), batch, source.text)
+
+
+def spec_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
+    """Every problem of a validated spec: each network's layer faults, then the GAN contract and train fit."""
     findings: list[Finding] = []
     for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
         findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
-    findings += gan_findings(spec, generator, discriminator)
-    errors = [_error(source, f) for f in findings]
-    errors.sort(key=lambda e: (e.line, e.column))
-    return CheckResult(source.file, spec, generator, discriminator, tuple(errors), batch, source.text)
+    return findings + gan_findings(spec, generator, discriminator)
 
 
 def _error(source: Source, finding: Finding) -> SpecError:

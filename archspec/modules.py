@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archspec.check import CheckResult, check_file
-from archspec.contract import Finding, fault_finding, gan_findings
+from archspec.check import CheckResult, check_file, spec_findings
 from archspec.errors import SpecError, SpecInvalid
 from archspec.spec import Spec
 from archspec.trace import LayerTrace, NetworkTrace, trace_spec
@@ -62,14 +61,17 @@ def build(spec: Spec | CheckResult | str | Path, device: Any = None) -> GAN:
     if isinstance(spec, str | Path):
         spec = check_file(spec)
     if isinstance(spec, CheckResult):
-        if not spec.ok or spec.spec is None:
-            raise SpecInvalid(list(spec.errors))
-        spec = spec.spec
-    generator, discriminator = trace_spec(spec)
-    # A Spec made in Python skipped check: hold it to the same layer faults and GAN contract.
-    errors = _spec_errors(spec, generator, discriminator)
-    if errors:
-        raise SpecInvalid(errors)
+        result = spec
+        if not result.ok or result.spec is None or result.generator is None or result.discriminator is None:
+            raise SpecInvalid(list(result.errors))
+        spec, generator, discriminator = result.spec, result.generator, result.discriminator
+    else:
+        # A Spec made in Python skipped check: hold it to the same layer faults and GAN contract.
+        generator, discriminator = trace_spec(spec)
+        findings = spec_findings(spec, generator, discriminator)
+        if findings:
+            where = f"<spec {spec.name}>"
+            raise SpecInvalid([SpecError(where, 0, 0, f.path, f.message, f.fix, f.detail) for f in findings])
     return GAN(spec, build_network(generator, device), build_network(discriminator, device))
 
 
@@ -85,15 +87,6 @@ def build_network(trace: NetworkTrace, device: Any = None) -> nn.Sequential:
             children[key] = BUILDERS[t.type](t)
     net = nn.Sequential(children)
     return net.to(device) if device is not None and not meta else net
-
-
-def _spec_errors(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[SpecError]:
-    """What ``check`` would report, without file positions (a Spec object has no source text)."""
-    findings: list[Finding] = []
-    for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
-        findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
-    findings += gan_findings(spec, generator, discriminator)
-    return [SpecError(f"<spec {spec.name}>", 0, 0, f.path, f.message, f.fix, f.detail) for f in findings]
 
 
 def _kwargs(t: LayerTrace, *drop: str) -> dict[str, Any]:

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from archspec.check import check_text
-from archspec.contract import gan_findings
+from archspec.check import check_text, spec_findings
 from archspec.spec import Spec, Train
 from archspec.trace import trace_spec
 from runner.data import natural_key
@@ -137,15 +136,10 @@ def checkpoint_spec(state: Mapping[str, Any], path: Path) -> Spec:
                 f"{path}: the train settings stored in the checkpoint are not valid: {err.errors()[0]['msg']}"
             ) from None
         generator, discriminator = trace_spec(spec)
-        findings = [f"{f.path}: {f.message}" for f in gan_findings(spec, generator, discriminator)]
-        faults = [
-            f"{net.role}.layers[{fault.index}]: {fault.problem.message}"
-            for net in (generator, discriminator)
-            for fault in net.faults
-        ]
-        if not findings and not faults and generator.complete and discriminator.complete:
+        findings = spec_findings(spec, generator, discriminator)
+        if not findings and generator.complete and discriminator.complete:
             return spec
-        problems = faults + findings
+        problems = [f"{f.path}: {f.message}" for f in findings]
     raise RunError(
         f"{path}: the spec stored in the checkpoint does not check any more: "
         f"{problems[0] if problems else 'unknown error'}"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archspec.cli import positive_int
+from archspec.cli import int_at_least, positive_int
 from archspec.errors import SpecInvalid
 from runner.config import Flag, train_flags
 from runner.errors import RunError
@@ -232,7 +232,7 @@ def _add_bench(subparsers: SubParsers) -> None:
         "--steps", type=positive_int, default=50, metavar="N", help="timed steps per loop (default 50)"
     )
     parser.add_argument(
-        "--warmup", type=_non_negative, default=3, metavar="N", help="untimed steps first (default 3)"
+        "--warmup", type=int_at_least(0), default=3, metavar="N", help="untimed steps first (default 3)"
     )
     parser.add_argument(
         "--batch-size",
@@ -322,13 +322,3 @@ def _main_rank() -> bool:
 def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     parser.print_help(sys.stderr)
     return 2
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value

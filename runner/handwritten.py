@@ -29,8 +29,8 @@ from archspec.modules import GAN
 from runner.data import to_float
 
 
-class SeedLoop:
-    """The seed's one-image loop (call it with a uint8 batch of one image)."""
+class _HandLoop:
+    """What both loops set up the same way: the networks, a BCE loss and one Adam optimiser per network."""
 
     def __init__(
         self,
@@ -44,6 +44,16 @@ class SeedLoop:
         self.loss = _bce_for(gan.discriminator)
         self.opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
+        self._start()
+
+    def _start(self) -> None:
+        """Set up what the loop keeps of its losses."""
+
+
+class SeedLoop(_HandLoop):
+    """The seed's one-image loop (call it with a uint8 batch of one image)."""
+
+    def _start(self) -> None:
         self.progress: list[float] = []
 
     def __call__(self, real_uint8: torch.Tensor) -> None:
@@ -76,21 +86,10 @@ class SeedLoop:
         return self.gan.latent(1, device=self.device)
 
 
-class BatchedLoop:
+class BatchedLoop(_HandLoop):
     """The seed's three updates on a batch, written as an experienced PyTorch user would."""
 
-    def __init__(
-        self,
-        gan: GAN,
-        device: torch.device,
-        value_range: tuple[float, float],
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-    ) -> None:
-        self.gan, self.device, self.value_range = gan, device, value_range
-        self.loss = _bce_for(gan.discriminator)
-        self.opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
+    def _start(self) -> None:
         self.pending: list[torch.Tensor] = []
         self.history: list[list[float]] = []
 
