@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archspec.contract import Finding, fault_finding, gan_findings
+from archspec.contract import fault_finding, gan_findings, training_blocker
 from archspec.errors import SpecError
-from archspec.layers import MAX_SIZE
-from archspec.source import Source, SourceError, parse_source, read_source
+from archspec.graph import Finding
+from archspec.layers import MAX_SIZE, Layer
+from archspec.source import Source, SourceError, dotted, parse_source, read_source
 from archspec.spec import Latent, Network, Spec
 from archspec.trace import NetworkTrace, Role, Totals, totals, trace_network, trace_spec
 from archspec.validate import validate
@@ -39,6 +40,13 @@ class CheckResult:
         if self.generator is None or self.discriminator is None:
             return None
         return totals(self.generator, self.discriminator, self.batch_size)
+
+    @property
+    def training_blocker(self) -> str | None:
+        """Why ``archspec train`` cannot train this (valid) spec yet, or None."""
+        if self.generator is None or self.discriminator is None:
+            return None
+        return training_blocker(self.generator, self.discriminator)
 
 
 def check_file(path: str | Path, batch_size: int | None = None) -> CheckResult:
@@ -76,15 +84,35 @@ def check_source(source: Source, batch_size: int | None = None) -> CheckResult:
 
 
 def spec_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
-    """Every problem of a validated spec: each network's layer faults, then the GAN contract and train fit."""
+    """Every problem of a validated spec: each network's graph and layer faults, then the GAN contract and train
+    fit."""
     findings: list[Finding] = []
-    for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
-        findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
+    for net in (generator, discriminator):
+        findings += list(net.findings)
+        findings += [fault_finding(fault, net) for fault in net.faults]
     return findings + gan_findings(spec, generator, discriminator)
 
 
 def _error(source: Source, finding: Finding) -> SpecError:
-    return source.error(finding.loc, finding.path, finding.message, fix=finding.fix, detail=finding.detail)
+    """A finding at its YAML position; inside a block, with the line of each use that led there."""
+    detail = finding.detail + tuple(_used_at(source, finding))
+    if finding.at_key:
+        line, column = source.key_position(finding.loc)
+        return SpecError(source.file, line, column, finding.path, finding.message, finding.fix, detail)
+    return source.error(finding.loc, finding.path, finding.message, fix=finding.fix, detail=detail)
+
+
+def _used_at(source: Source, finding: Finding) -> list[str]:
+    """``in block res_up, used at spec.yaml:40:7 (generator.layers[3])``, innermost block first."""
+    lines = []
+    inner = finding.loc
+    for use in reversed(finding.uses):
+        if inner[:1] != ("blocks",):
+            break
+        line, column = source.position(use)
+        lines.append(f"in block {inner[1]}, used at {source.file}:{line}:{column} ({dotted(use)})")
+        inner = use
+    return lines
 
 
 def _faults_of_valid_networks(data: dict[str, Any]) -> list[Finding]:
@@ -99,10 +127,12 @@ def _faults_of_valid_networks(data: dict[str, Any]) -> list[Finding]:
             network = Network.model_validate(data.get(role))
         except ValidationError:
             continue
-        if shape is not None:
-            layers = list(network.layers)
-            trace = trace_network(role, shape, layers)
-            findings += [fault_finding(role, fault, layers) for fault in trace.faults]
+        chain = network.inputs is None and all(
+            isinstance(n, Layer) and n.from_ is None and n.repeat is None for n in network.layers
+        )
+        if shape is not None and chain:
+            trace = trace_network(role, shape, [n for n in network.layers if isinstance(n, Layer)])
+            findings += [fault_finding(fault, trace) for fault in trace.faults]
     return findings
 
 

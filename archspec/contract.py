@@ -1,74 +1,51 @@
 """What makes two traced networks a GAN, and a spec trainable as written: the checks between layers.
 
-latent size = generator input, generator output = image = discriminator input, one discriminator value per
-sample; the loss fits the discriminator's last activation; the data range fits the generator's.
-Each failure comes with a fix computed by re-tracing the network with the changed layer.
+Generator output = image = what the discriminator judges; the discriminator's score is one value per sample ([1])
+or a patch map ([1, H, W]); label inputs agree on their class count; the loss fits the discriminator's last
+activation; the data range fits the generator's. Each failure comes with a fix computed by re-tracing the network
+with the changed layer, at the layer whose change is smallest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
+from archspec.graph import Finding, Graph, Node, Wire
 from archspec.layers import Layer
-from archspec.rules import Shape, fmt
+from archspec.rules import DeclaredMismatch, Shape, ViewCount, fmt
 from archspec.spec import Spec
-from archspec.trace import LayerFault, NetworkTrace, Role, trace_network
+from archspec.trace import LayerFault, NetworkTrace, Role, trace_graph
 
-_SPATIAL = ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample")
-_CHANNELS = ("conv2d", "conv_transpose2d")
-_ELEMENTWISE = (
-    "dropout",
-    "leaky_relu",
-    "relu",
-    "gelu",
-    "silu",
-    "tanh",
-    "sigmoid",
-    "batch_norm1d",
-    "batch_norm2d",
-    "instance_norm2d",
-    "layer_norm",
-)
+__all__ = ["Finding", "data_range", "ends_in", "fault_finding", "gan_findings", "training_blocker"]
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A problem located at a layer (``index``) or a spec field (``loc``), before it becomes a SpecError."""
-
-    loc: tuple[str | int, ...]
-    path: str
-    message: str
-    fix: str | None = None
-    detail: tuple[str, ...] = ()
-
-
-def fault_finding(role: Role, fault: LayerFault, layers: Sequence[Layer]) -> Finding:
-    """A layer fault, with a better fix when the cure is in an earlier layer (a view fed by a linear) or, for the
-    first layer, in the latent size or the image."""
-    problem = fault.problem
+def fault_finding(fault: LayerFault, trace: NetworkTrace) -> Finding:
+    """A layer fault at its node, with a better fix when the cure is in the layer that feeds it (a view fed by a
+    linear, a merge fed by a convolution) or, for a layer reading the latent or the image, in that input."""
+    problem, node = fault.problem, fault.node
     message, fix = problem.message, problem.fix
-    needed = problem.extra.get("needed")
-    if needed is not None:
-        feeder = _feeding_layer(layers, fault.index, ("linear",))
+    graph = trace.graph
+    if isinstance(problem, ViewCount) and graph is not None:
+        feeder = _feeder(graph, node, lambda n: n.type == "linear")
         if feeder is not None:
-            fix = f"out_features: {needed} in {role}.layers[{feeder}], or {fix}"
-    declared = problem.extra.get("declared")
-    if declared is not None and fault.index == 0:
-        actual = problem.extra["actual"]
-        if role == "generator":
+            fix = f"out_features: {problem.needed} in {feeder.path.rsplit(' (', 1)[0]}, or {fix}"
+    if isinstance(problem, DeclaredMismatch) and graph is not None and node.inputs[0].source < 0:
+        given = graph.inputs[-1 - node.inputs[0].source]
+        if given.kind == "latent":
             message = (
-                f"{problem.field}: {declared}, but the latent vector has {actual} values (latent: {actual})"
+                f"{problem.field}: {problem.declared}, but the latent vector has {problem.actual} values "
+                f"(latent: {problem.actual})"
             )
-            fix = f"{fix}; or latent: {declared}"
-        else:
+            fix = f"{fix}; or latent: {problem.declared}"
+        elif given.kind == "image":
             message = message.replace("its input", "the image", 1)
-    loc: tuple[str | int, ...] = (role, "layers", fault.index)
-    if problem.field:
-        loc = (*loc, problem.field)
-    return Finding(loc, _path(role, fault.index, layers[fault.index]), message, fix, problem.detail)
+    if problem.operand is not None and graph is not None and fix is None:
+        fix = _operand_fix(graph, node, fault, problem.operand)
+    loc = node.loc if problem.field is None else (*node.loc, problem.field)
+    return Finding(loc, node.path, message, fix, problem.detail, node.uses)
 
 
 def gan_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
@@ -77,7 +54,8 @@ def gan_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrac
     if generator.complete:
         findings += _generator_output(spec, generator)
     if discriminator.complete:
-        findings += _discriminator_output(spec, discriminator)
+        findings += _discriminator_output(discriminator)
+    findings += _labels_agree(generator, discriminator)
     findings += _train_fit(spec, generator, discriminator)
     return findings
 
@@ -88,7 +66,46 @@ def data_range(spec: Spec) -> tuple[float, float]:
         return (-1.0, 1.0)
     if spec.train.data_range == "unit":
         return (0.0, 1.0)
-    return (-1.0, 1.0) if _last_type(spec.generator.layers) == "tanh" else (0.0, 1.0)
+    return (-1.0, 1.0) if _network_ends_in(spec, "generator") == "tanh" else (0.0, 1.0)
+
+
+def ends_in(graph: Graph, output: int = 0) -> str | None:
+    """The type of the layer that makes a network's output, looking through layers that only reshape or pass the
+    values on (flatten, view, dropout, identity): pytorch/examples' DCGAN ends in sigmoid, then a view."""
+    if output >= len(graph.outputs):
+        return None
+    wire = graph.outputs[output]
+    while wire.source >= 0:
+        node = graph.nodes[wire.source]
+        if not node.layer.traits.passthrough:
+            return node.type
+        wire = node.inputs[0]
+    return None
+
+
+def training_blocker(generator: NetworkTrace, discriminator: NetworkTrace) -> str | None:
+    """Why ``archspec train`` cannot train this spec yet (conditional training is the next step), or None."""
+    for trace in (generator, discriminator):
+        graph = trace.graph
+        if graph is None:
+            continue
+        kinds = {i.kind for i in graph.inputs}
+        if "label" in kinds:
+            return f"the {trace.role} takes a class label: conditional training is not supported yet"
+        if "condition" in kinds or "vector" in kinds:
+            return f"the {trace.role} takes a conditioning input: image-conditioned training is not supported yet"
+        if trace.role == "generator" and "latent" not in kinds:
+            return "the generator takes no latent vector: image-to-image training is not supported yet"
+        if len(graph.outputs) > 1:
+            return f"the {trace.role} has {len(graph.outputs)} outputs: auxiliary heads are not trained yet"
+    return None
+
+
+def _network_ends_in(spec: Spec, role: Role) -> str | None:
+    from archspec.graph import expand
+
+    graph, _ = expand(spec, role)
+    return ends_in(graph)
 
 
 # --- generator output = image --------------------------------------------------------------------------------------
@@ -96,117 +113,179 @@ def data_range(spec: Spec) -> tuple[float, float]:
 
 def _generator_output(spec: Spec, generator: NetworkTrace) -> Iterator[Finding]:
     out, image = generator.output, spec.image
-    assert out is not None
+    graph = generator.graph
+    assert out is not None and graph is not None
     if out == image:
         return
-    layers = spec.generator.layers
+    last = _producer(graph, 0)
+    if last is None:
+        yield Finding(("generator",), "generator", f"output {fmt(out)}, but the image is {fmt(image)}")
+        return
     if len(out) != 3:
-        last = len(layers) - 1
         fix = f"append {{type: view, shape: {fmt(image)}}}" if _count(out) == _count(image) else None
         yield Finding(
-            ("generator", "layers", last),
-            _path("generator", last, layers[last]),
-            f"output {fmt(out)}, but the image is {fmt(image)}",
-            fix,
+            last.loc, last.path, f"output {fmt(out)}, but the image is {fmt(image)}", fix, (), last.uses
         )
         return
     if out[0] != image[0]:
-        index = _last_of(layers, _CHANNELS)
-        if index is not None:
+        node = _feeder(graph, last, lambda n: n.layer.traits.channels is not None, include=True)
+        if node is not None:
+            field = node.layer.traits.channels
             yield Finding(
-                ("generator", "layers", index, "out_channels"),
-                _path("generator", index, layers[index]),
+                (*node.loc, field),  # type: ignore[arg-type]  # channels is set on the nodes _feeder returns
+                node.path,
                 f"output {fmt(out)} has {out[0]} channels, but the image {fmt(image)} has {image[0]}",
-                f"out_channels: {image[0]}",
+                f"{field}: {image[0]}",
+                (),
+                node.uses,
             )
     if out[1:] != image[1:]:
-        index = _last_of(layers, _SPATIAL)
-        if index is None:
-            yield Finding(("generator",), "generator", f"output {fmt(out)}, but the image is {fmt(image)}")
-            return
-        t = generator.layers[index]
-        yield Finding(
-            ("generator", "layers", index),
-            _path("generator", index, layers[index]),
-            f"output {out[1]}×{out[2]}, the image is {image[1]}×{image[2]}",
-            _size_fix(generator, layers, image),
-            t.arithmetic,
-        )
+        yield _size_finding(generator, image, last)
 
 
-def _size_fix(generator: NetworkTrace, layers: Sequence[Layer], image: Shape) -> str | None:
-    """The smallest change to one of the last few spatial layers after which the generator outputs the image's
-    height × width: the last such layer first, then the ones before it (an upsample feeding a conv, say).
+def _size_finding(generator: NetworkTrace, image: Shape, last: Node) -> Finding:
+    """The wrong size, reported at the layer whose smallest change gives the image's size (the last one when no
+    change does), with the change as the fix."""
+    out = generator.output
+    assert out is not None
+    message = f"output {out[1]}×{out[2]}, the image is {image[1]}×{image[2]}"
+    found = _size_fix(generator, image)
+    by_index = {t.index: t for t in generator.layers}
+    if found is None:
+        spatial = _feeder(generator.graph, last, lambda n: n.layer.traits.spatial, include=True)  # type: ignore[arg-type]
+        node = spatial or last
+        arithmetic = by_index[node.index].arithmetic if node.index in by_index else ()
+        return Finding(node.loc, node.path, message, None, arithmetic, node.uses)
+    node, update = found
+    said = ", ".join(f"{k}: {_value(v)}" for k, v in update.items())
+    if _feeder(generator.graph, last, lambda n: n is node, include=True) is None:  # type: ignore[arg-type]
+        message = f"the generator's output is {out[1]}×{out[2]}, the image is {image[1]}×{image[2]}"
+    return Finding(
+        node.loc,
+        node.path,
+        message,
+        f"{said} gives {image[1]}×{image[2]}",
+        by_index[node.index].arithmetic,
+        node.uses,
+    )
 
-    Only the tail from the changed layer on is re-traced: the layers before it keep their output.
+
+_MAX_TRIALS = 4000  # re-traces a size fix may spend
+
+
+def _size_fix(generator: NetworkTrace, image: Shape) -> tuple[Node, dict[str, Any]] | None:
+    """The smallest change to one spatial layer after which the generator outputs the image's height × width.
+
+    Changes are tried cheapest first over every spatial layer (the cost is how far the numbers move), the later
+    layer first on a tie; the first that works wins. A slip upstream (padding 0 where the other layers have 1) is
+    thus fixed where it was made.
     """
-    spatial = [i for i in range(len(layers) - 1, -1, -1) if layers[i].type in _SPATIAL][:_FIX_DEPTH]
-    for index in spatial:
-        first, rest = layers[index], list(layers[index + 1 :])
-        for update in _candidates(first, image):
-            trace = trace_network(
-                "generator", generator.layers[index].input, [first.model_copy(update=update), *rest]
-            )
-            out = trace.output
-            if trace.complete and not trace.faults and out is not None and out[1:] == image[1:]:
-                said = ", ".join(f"{k}: {_value(v)}" for k, v in update.items())
-                where = "" if index == spatial[0] else f" in generator.layers[{index}]"
-                return f"{said}{where} gives {image[1]}×{image[2]}"
+    graph = generator.graph
+    assert graph is not None
+    trials = sorted(
+        (
+            (cost, -node.index, k, node, update)
+            for node in graph.nodes
+            if node.layer.traits.spatial
+            for k, (cost, update) in enumerate(_candidates(node.layer, image))
+        ),
+        key=lambda t: t[:3],
+    )
+    known = {(f.index, f.problem.message) for f in generator.faults}
+    for _, _, _, node, update in trials[:_MAX_TRIALS]:
+        try:
+            layer = node.layer.model_copy(update=update)
+        except ValueError:
+            continue
+        changed = dataclasses.replace(
+            graph, nodes=tuple(dataclasses.replace(n, layer=layer) if n is node else n for n in graph.nodes)
+        )
+        trace = trace_graph(changed)
+        out = trace.output
+        new_faults = {(f.index, f.problem.message) for f in trace.faults} - known
+        if trace.complete and not new_faults and out is not None and out[1:] == image[1:]:
+            return node, update
     return None
 
 
-_FIX_DEPTH = 3  # how many spatial layers, from the last, a size fix may change
-
-
-def _candidates(layer: Layer, image: Shape) -> Iterator[dict[str, Any]]:
-    """Changes to try, smallest first: padding (and output_padding), then kernel size, scale factor or size."""
+def _candidates(layer: Layer, image: Shape) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Changes to try with their cost: padding (and output_padding), kernel size, scale factor or size."""
     fields = layer.torch_kwargs()
+    fixes = layer.traits.fixes
     kernel = fields.get("kernel_size", (1, 1))
     dilation = fields.get("dilation", (1, 1))
     stride = fields.get("stride") or kernel
     reach = max(k * d for k, d in zip(kernel, dilation, strict=True))
-    paddings = [(p, p) for p in range(reach + 1)] if "padding" in fields else [None]
-    out_paddings = [(o, o) for o in range(max(*stride, *dilation))] if "output_padding" in fields else [None]
-    for padding, out_padding in itertools.product(paddings, out_paddings):
-        update = {"padding": padding, "output_padding": out_padding}
-        yield {k: v for k, v in update.items() if v is not None and v != fields.get(k)}
-    if "kernel_size" in fields:
-        for k in sorted(range(1, 2 * max(kernel) + 2), key=lambda k: abs(k - max(kernel))):
-            yield {"kernel_size": (k, k)}
-    if isinstance(fields.get("scale_factor"), tuple):
+    padding = fields.get("padding") if isinstance(fields.get("padding"), tuple) else None
+    out_padding = fields.get("output_padding")
+    paddings = [(p, p) for p in range(reach + 1)] if "padding" in fixes and padding is not None else [None]
+    out_paddings = [(o, o) for o in range(max(*stride, *dilation))] if "output_padding" in fixes else [None]
+    for p, o in itertools.product(paddings, out_paddings):
+        update = {
+            k: v for k, v in (("padding", p), ("output_padding", o)) if v is not None and v != fields.get(k)
+        }
+        if update:
+            cost = (abs(p[0] - padding[0]) if p and padding else 0) + (
+                abs(o[0] - out_padding[0]) if o and out_padding else 0
+            )
+            yield cost, update
+    if "kernel_size" in fixes:
+        for k in range(1, 2 * max(kernel) + 2):
+            if (k, k) != kernel:
+                yield 2 * abs(k - max(kernel)), {"kernel_size": (k, k)}
+    if "scale_factor" in fixes and isinstance(fields.get("scale_factor"), tuple):
         for s in range(1, 9):
-            yield {"scale_factor": (float(s), float(s))}
-    if isinstance(fields.get("size"), tuple):
-        yield {"size": image[1:]}
+            if (float(s), float(s)) != fields["scale_factor"]:
+                yield 2 * abs(s - int(fields["scale_factor"][0])), {"scale_factor": (float(s), float(s))}
+    if "size" in fixes and isinstance(fields.get("size"), tuple):
+        yield 1, {"size": image[1:]}
 
 
-# --- discriminator output = one value -------------------------------------------------------------------------------
+# --- discriminator output: one value per sample, or a patch map -----------------------------------------------------
 
 
-def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[Finding]:
+def _discriminator_output(discriminator: NetworkTrace) -> Iterator[Finding]:
     out = discriminator.output
-    assert out is not None
-    if out == (1,):
+    graph = discriminator.graph
+    assert out is not None and graph is not None
+    if out == (1,) or (len(out) == 3 and out[0] == 1):
         return
-    layers = spec.discriminator.layers
-    last = len(layers) - 1
+    last = _producer(graph, 0)
+    if last is None:
+        return
     if len(out) > 1:
-        fix = "append {type: flatten}"
-        if _count(out) != 1:
-            fix += " and {type: linear, out_features: 1}"
+        linear = _last_of(graph, last, "linear")
+        fix = "append {type: flatten}" + (" and {type: linear, out_features: 1}" if _count(out) != 1 else "")
     else:
-        linear = _last_of(layers, ("linear",))
+        linear = _last_of(graph, last, "linear")
         fix = (
-            f"out_features: 1 in discriminator.layers[{linear}]"
+            f"out_features: 1 in {linear.path.rsplit(' (', 1)[0]}"
             if linear is not None
             else "append {type: linear, out_features: 1}"
         )
     yield Finding(
-        ("discriminator", "layers", last),
-        _path("discriminator", last, layers[last]),
+        last.loc,
+        last.path,
         f"output {fmt(out)}, but a discriminator gives one value per sample, [1]",
         fix,
+        (),
+        last.uses,
     )
+
+
+def _labels_agree(generator: NetworkTrace, discriminator: NetworkTrace) -> Iterator[Finding]:
+    if generator.graph is None or discriminator.graph is None:
+        return
+    g = {i.classes for i in generator.graph.inputs if i.classes is not None}
+    d = [i for i in discriminator.graph.inputs if i.classes is not None]
+    for label in d:
+        if g and label.classes not in g:
+            yield Finding(
+                ("discriminator", "inputs", label.name),
+                f"discriminator.inputs.{label.name}",
+                f"label with {label.classes} classes, but the generator's label has {min(g)}",
+                f"{label.name}: {{label: {min(g)}}}",
+            )
 
 
 # --- the train section fits the networks ---------------------------------------------------------------------------
@@ -214,39 +293,48 @@ def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[F
 
 def _train_fit(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> Iterator[Finding]:
     train = spec.train
-    d_layers, g_layers = spec.discriminator.layers, spec.generator.layers
-    d_last = len(d_layers) - 1
-    ends_in_sigmoid = _last_type(d_layers) == "sigmoid"
-    if train.loss == "bce" and not ends_in_sigmoid:
-        yield Finding(
-            ("discriminator", "layers", d_last),
-            _path("discriminator", d_last, d_layers[d_last]),
-            "loss bce needs probabilities, but the discriminator does not end in sigmoid",
-            "set train.loss: bce_logits (the sigmoid inside the loss), or append {type: sigmoid}",
-        )
-    elif train.loss != "bce" and ends_in_sigmoid:
-        yield Finding(
-            ("discriminator", "layers", d_last),
-            _path("discriminator", d_last, d_layers[d_last]),
-            f"loss {train.loss} takes raw scores, but the discriminator ends in sigmoid",
-            f"remove discriminator.layers[{d_last}] (sigmoid), or set train.loss: bce",
-        )
-    if train.precision == "bf16" and train.loss == "bce":
-        yield Finding(
-            ("train", "precision"),
-            "train.precision",
-            "bf16 autocast cannot run BCELoss on sigmoid outputs (PyTorch refuses it as unsafe)",
-            f"set train.loss: bce_logits and remove discriminator.layers[{d_last}] (sigmoid)",
-        )
-    g_last = _last_type(g_layers)
-    if train.data_range == "unit" and g_last == "tanh":
+    g_graph, d_graph = generator.graph, discriminator.graph
+    assert g_graph is not None and d_graph is not None
+    d_last = _producer(d_graph, 0)
+    d_end = ends_in(d_graph)
+    if d_last is not None:
+        where = d_last.path.rsplit(" (", 1)[0]
+        if train.loss == "bce" and d_end != "sigmoid":
+            yield Finding(
+                d_last.loc,
+                d_last.path,
+                "loss bce needs probabilities, but the discriminator does not end in sigmoid",
+                "set train.loss: bce_logits (the sigmoid inside the loss), or append {type: sigmoid}",
+                (),
+                d_last.uses,
+            )
+        elif train.loss != "bce" and d_end == "sigmoid":
+            sigmoid = _feeder(d_graph, d_last, lambda n: n.type == "sigmoid", include=True) or d_last
+            where = sigmoid.path.rsplit(" (", 1)[0]
+            yield Finding(
+                sigmoid.loc,
+                sigmoid.path,
+                f"loss {train.loss} takes raw scores, but the discriminator ends in sigmoid",
+                f"remove {where} (sigmoid), or set train.loss: bce",
+                (),
+                sigmoid.uses,
+            )
+        if train.precision == "bf16" and train.loss == "bce":
+            yield Finding(
+                ("train", "precision"),
+                "train.precision",
+                "bf16 autocast cannot run BCELoss on sigmoid outputs (PyTorch refuses it as unsafe)",
+                f"set train.loss: bce_logits and remove {where} (sigmoid)",
+            )
+    g_end = ends_in(g_graph)
+    if train.data_range == "unit" and g_end == "tanh":
         yield Finding(
             ("train", "data_range"),
             "train.data_range",
             "the generator ends in tanh (values in [-1, 1]) but data_range is unit ([0, 1])",
             "data_range: symmetric (or auto)",
         )
-    if train.data_range == "symmetric" and g_last == "sigmoid":
+    if train.data_range == "symmetric" and g_end == "sigmoid":
         yield Finding(
             ("train", "data_range"),
             "train.data_range",
@@ -254,45 +342,75 @@ def _train_fit(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace)
             "data_range: unit (or auto)",
         )
     for net in (generator, discriminator):
-        yield from _batch_norm_fit(net, train.batch_size, g_layers if net.role == "generator" else d_layers)
+        yield from _batch_norm_fit(net, train.batch_size)
 
 
-def _batch_norm_fit(net: NetworkTrace, batch_size: int, layers: Sequence[Layer]) -> Iterator[Finding]:
+def _batch_norm_fit(net: NetworkTrace, batch_size: int) -> Iterator[Finding]:
     for t in net.layers:
-        if t.type.startswith("batch_norm") and batch_size * _count(t.input[1:]) < 2:
+        if "batch_norm" in t.type and batch_size * _count(t.input[1:]) < 2:
             yield Finding(
-                (net.role, "layers", t.index),
-                _path(net.role, t.index, layers[t.index]),
+                t.node.loc,
+                t.node.path,
                 f"batch norm over {fmt(t.input)} sees one value per channel at batch_size "
                 f"{batch_size}; PyTorch refuses to train it",
                 "set train.batch_size: 2 or more, or use layer_norm",
+                (),
+                t.node.uses,
             )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _path(role: str, index: int, layer: Layer) -> str:
-    return f"{role}.layers[{index}] ({layer.type})"
+def _producer(graph: Graph, output: int) -> Node | None:
+    wire = graph.outputs[output] if output < len(graph.outputs) else None
+    return graph.nodes[wire.source] if wire is not None and wire.source >= 0 else None
 
 
-def _last_type(layers: Sequence[Layer]) -> str | None:
-    return layers[-1].type if layers else None
-
-
-def _last_of(layers: Sequence[Layer], kinds: tuple[str, ...]) -> int | None:
-    return next((i for i in range(len(layers) - 1, -1, -1) if layers[i].type in kinds), None)
-
-
-def _feeding_layer(layers: Sequence[Layer], index: int, kinds: tuple[str, ...]) -> int | None:
-    """The nearest earlier layer of ``kinds`` that feeds ``layers[index]`` through element-wise layers only."""
-    for j in range(index - 1, -1, -1):
-        kind = layers[j].type
-        if kind in kinds:
-            return j
-        if kind not in _ELEMENTWISE:
+def _feeder(graph: Graph, node: Node, want: Any, include: bool = False) -> Node | None:
+    """The nearest node that ``want``s, walking back from ``node`` along first inputs through layers that keep
+    the shape (activations, norms, dropout)."""
+    current: Node | None = node if include else _before(graph, node)
+    while current is not None:
+        if want(current):
+            return current
+        if not (current.layer.traits.elementwise or current.layer.traits.passthrough):
             return None
+        current = _before(graph, current)
     return None
+
+
+def _before(graph: Graph, node: Node) -> Node | None:
+    wire = node.inputs[0] if node.inputs else None
+    return graph.nodes[wire.source] if wire is not None and wire.source >= 0 else None
+
+
+def _last_of(graph: Graph, node: Node, kind: str) -> Node | None:
+    current: Node | None = node
+    while current is not None:
+        if current.type == kind:
+            return current
+        current = _before(graph, current)
+    return None
+
+
+def _operand_fix(graph: Graph, node: Node, fault: LayerFault, operand: int) -> str | None:
+    """For a merge whose inputs disagree in channels only: set the channels of the layer that makes the odd one."""
+    want, got = fault.inputs[0].shape, fault.inputs[operand].shape
+    if len(want) != len(got) or want[1:] != got[1:] or want[0] == got[0]:
+        if len(want) == len(got) == 3 and want[0] == got[0]:
+            return f"make both {want[1]}×{want[2]}: resample input {operand + 1} ({got[1]}×{got[2]})"
+        return None
+    wire: Wire = node.inputs[operand]
+    producer = graph.nodes[wire.source] if wire.source >= 0 else None
+    channels = (
+        None
+        if producer is None
+        else _feeder(graph, producer, lambda n: n.layer.traits.channels is not None, include=True)
+    )
+    if channels is None:
+        return None
+    return f"{channels.layer.traits.channels}: {want[0]} in {channels.path.rsplit(' (', 1)[0]}"
 
 
 def _count(shape: Shape) -> int:

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -41,7 +42,13 @@ def emit(target: Console, *renderables: Any) -> None:
         return
     with target.capture() as captured:
         for renderable in renderables:
+            # A graph's table may be wider than the page: a file gets it whole, never with cells cut short.
+            page = target.width
+            if isinstance(renderable, Table):
+                natural = Measurement.get(target, target.options.update(width=100_000), renderable).maximum
+                target.width = max(page, natural)
             target.print(renderable)
+            target.width = page
     target.file.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
 
 
@@ -55,20 +62,39 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
     assert result.spec is not None and result.generator and result.discriminator and result.totals
     name = result.spec.name
     g, d = result.generator, result.discriminator
-    emit(
-        out,
-        network_table(f"{name} · generator", g, f"latent {_shape(g.input)} → image {_shape(g.output)}"),
-        network_table(f"{name} · discriminator", d, f"image {_shape(d.input)} → score {_shape(d.output)}"),
+    parts: list[Any] = [
+        network_table(f"{name} · generator", g, _caption(g, "latent", "image")),
+        network_table(f"{name} · discriminator", d, _caption(d, "image", "score")),
         Text(
             f"✓ generator out {_shape(g.output)} = image {_shape(result.spec.image)} = discriminator in "
-            f"{_shape(d.input)}; discriminator out {_shape(d.output)}",
+            f"{_shape(result.spec.image)}; discriminator out {_shape(d.output)}",
             style="green",
         ),
         totals_table(result.totals),
+    ]
+    blocker = result.training_blocker
+    if blocker:
+        parts.append(
+            Text(f"note: archspec train cannot train this spec yet: {blocker} (check and summary work)")
+        )
+    emit(out, *parts)
+
+
+def _caption(net: NetworkTrace, given: str, makes: str) -> str:
+    graph = net.graph
+    if graph is None or graph.chain:
+        return f"{given} {_shape(net.input)} → {makes} {_shape(net.output)}"
+    ins = ", ".join(
+        f"{i.name} " + (f"label({i.classes})" if i.classes is not None else _shape(i.shape))
+        for i in graph.inputs
     )
+    outs = ", ".join(f"{n} {_shape(o)}" for n, o in zip(graph.output_names, net.outputs, strict=True))
+    return f"{ins} → {outs}"
 
 
 def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
+    if net.graph is not None and not net.graph.chain:
+        return _graph_table(title, net, caption)
     table = Table(title=f"{title}    {caption}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for header, justify in (
         ("#", "right"),
@@ -95,6 +121,64 @@ def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
         )
     table.add_section()
     table.add_row("", "total", "", "", "", f"{net.params:,}", f"{net.macs:,}", _bytes(net.activation_bytes))
+    return table
+
+
+def _graph_table(title: str, net: NetworkTrace, caption: str) -> Table:
+    """A graph: block uses and repeats as rows of their own with their members indented beneath, a ``from``
+    column for the layers that read named values, and per-block totals."""
+    graph = net.graph
+    assert graph is not None
+    table = Table(title=f"{title}    {caption}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in (
+        "#",
+        "layer",
+        "from",
+        "input",
+        "output",
+        "size arithmetic",
+        "params",
+        "MACs",
+        "act/sample",
+    ):
+        right = header in ("params", "MACs", "act/sample")
+        table.add_column(header, justify="right" if right else "left", no_wrap=True)
+    by_index = {t.index: t for t in net.layers}
+    starts: dict[int, list[Any]] = {}
+    for group in graph.groups:
+        starts.setdefault(group.first, []).append(group)
+    for t in net.layers:
+        for group in sorted(starts.get(t.index, []), key=lambda g: g.depth):
+            members = [by_index[i] for i in range(group.first, group.last + 1) if i in by_index]
+            table.add_row(
+                group.key,
+                "  " * group.depth + group.label,
+                "",
+                _shape(members[0].input) if members else "",
+                _shape(members[-1].output) if members else "",
+                "",
+                _count(sum(m.params for m in members)),
+                _count(sum(m.macs for m in members)),
+                _bytes(sum(m.activation_bytes for m in members)),
+                style="bold",
+            )
+        table.add_row(
+            t.node.key,
+            "  " * t.node.depth + (t.layer.name + ": " if t.layer.name else "") + t.label,
+            ", ".join(t.node.reads),
+            " ".join(_shape(s) if s else "label" for s in t.inputs) if len(t.inputs) > 1 else _shape(t.input),
+            ", ".join(_shape(o) for o in t.outputs)
+            if t.outputs
+            else (_shape(t.output) if t.output != t.input else "″"),
+            "; ".join(t.arithmetic),
+            _count(t.params),
+            _count(t.macs),
+            _bytes(t.activation_bytes),
+        )
+    table.add_section()
+    table.add_row(
+        "", "total", "", "", "", "", f"{net.params:,}", f"{net.macs:,}", _bytes(net.activation_bytes)
+    )
     return table
 
 
@@ -133,7 +217,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
     if result.spec is not None:
         doc["name"] = result.spec.name
         doc["image"] = list(result.spec.image)
-        doc["latent"] = result.spec.latent.model_dump()
+        doc["latent"] = result.spec.latent.model_dump() if result.spec.latent else None
     for net in (result.generator, result.discriminator):
         if net is not None:
             doc[net.role] = _network_json(net)
@@ -155,12 +239,25 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             "train_memory_bytes": totals.train_memory_bytes,
         }
     doc["errors"] = [e.to_json() for e in result.errors]
+    if result.ok:
+        doc["trainable"] = result.training_blocker is None
+        doc["training_blocker"] = result.training_blocker
     return doc
 
 
 def _network_json(net: NetworkTrace) -> dict[str, Any]:
+    graph = net.graph
+    block: dict[int, str] = {}
+    for group in graph.groups if graph is not None else ():
+        for i in range(group.first, group.last + 1):
+            block[i] = group.key  # groups are listed outer first: the innermost one wins
     return {
         "input": list(net.input),
+        "inputs": [
+            {"name": i.name, "kind": i.kind, "shape": list(i.shape), "classes": i.classes}
+            for i in (graph.inputs if graph is not None else ())
+        ],
+        "outputs": [list(o) if o is not None else None for o in net.outputs],
         "output": list(net.output) if net.output is not None else None,
         "params": net.params,
         "macs": net.macs,
@@ -168,6 +265,11 @@ def _network_json(net: NetworkTrace) -> dict[str, Any]:
         "layers": [
             {
                 "index": t.index,
+                "key": t.node.key,
+                "id": t.layer.id,
+                "from": list(t.node.reads),
+                "block": block.get(t.index),
+                "depth": t.node.depth,
                 "name": t.layer.name,
                 "type": t.type,
                 "label": t.label,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import field as _field
 from typing import Any
 
 from archspec import layers as L
@@ -21,12 +20,26 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Step:
-    """What one layer does to one sample."""
+    """What one layer does to one sample. ``outputs`` lists the parts of a split or chunk; ``buffers`` counts the
+    values of spectral norm's power-iteration vectors."""
 
     output: Shape
     arithmetic: tuple[str, ...] = ()
     params: int = 0
     macs: int = 0
+    outputs: tuple[Shape, ...] = ()
+    buffers: int = 0
+
+
+@dataclass(frozen=True)
+class Value:
+    """What flows along a wire of the graph, per sample: a tensor of ``shape``, or a class label (``classes``)."""
+
+    shape: Shape
+    classes: int | None = None
+
+    def describe(self) -> str:
+        return f"a label ({self.classes} classes)" if self.classes is not None else fmt(self.shape)
 
 
 @dataclass
@@ -42,7 +55,23 @@ class Problem(Exception):
     detail: tuple[str, ...] = ()
     field: str | None = None
     output: Step | None = None
-    extra: dict[str, Any] = _field(default_factory=dict)
+    operand: int | None = None  # which input of a merge is at fault (its producer may hold the fix)
+
+
+@dataclass
+class DeclaredMismatch(Problem):
+    """A written input size (``in_channels``, ``in_features``, ...) that the input disagrees with."""
+
+    declared: int = 0
+    actual: int = 0
+
+
+@dataclass
+class ViewCount(Problem):
+    """A view whose shape holds ``needed`` values where its input has ``given``."""
+
+    needed: int = 0
+    given: int = 0
 
 
 def fmt(shape: Shape) -> str:
@@ -77,12 +106,13 @@ def _check_declared(field_name: str, declared: int | None, shape: Shape, what: s
     """
     actual = shape[-1] if what == "features" else shape[0]
     if declared is not None and declared != actual:
-        raise Problem(
+        raise DeclaredMismatch(
             f"{field_name}: {declared}, but its input {fmt(shape)} has {actual} {what}",
             fix=f"{field_name}: {actual} (or leave it out: it is inferred)",
             field=field_name,
             output=step,
-            extra={"declared": declared, "actual": actual},
+            declared=declared,
+            actual=actual,
         )
     return step
 
@@ -133,7 +163,13 @@ def linear(layer: L.Linear, shape: Shape) -> Step:
     in_features = shape[-1]
     rows = math.prod(shape[:-1])
     params = in_features * layer.out_features + (layer.out_features if layer.bias else 0)
-    step = Step((*shape[:-1], layer.out_features), (), params, rows * in_features * layer.out_features)
+    step = Step(
+        (*shape[:-1], layer.out_features),
+        (),
+        params,
+        rows * in_features * layer.out_features,
+        buffers=_sn_buffers(layer, layer.out_features, in_features),
+    )
     return _check_declared("in_features", layer.in_features, shape, "features", step)
 
 
@@ -173,7 +209,13 @@ def conv2d(layer: L.Conv2d, shape: Shape) -> Step:
     kh, kw = layer.kernel_size
     per_out = (c // layer.groups) * kh * kw
     params = layer.out_channels * per_out + (layer.out_channels if layer.bias else 0)
-    step = Step((layer.out_channels, oh, ow), _arith(sizes), params, layer.out_channels * oh * ow * per_out)
+    step = Step(
+        (layer.out_channels, oh, ow),
+        _arith(sizes),
+        params,
+        layer.out_channels * oh * ow * per_out,
+        buffers=_sn_buffers(layer, layer.out_channels, per_out),
+    )
     return _check_declared("in_channels", layer.in_channels, shape, "channels", step)
 
 
@@ -221,7 +263,13 @@ def conv_transpose2d(layer: L.ConvTranspose2d, shape: Shape) -> Step:
     per_in = (layer.out_channels // layer.groups) * kh * kw
     params = c * per_in + (layer.out_channels if layer.bias else 0)
     # Each input pixel scatters into a k×k window of every output channel of its group: count on the input grid.
-    step = Step((layer.out_channels, oh, ow), _arith(sizes), params, c * h * w * per_in)
+    step = Step(
+        (layer.out_channels, oh, ow),
+        _arith(sizes),
+        params,
+        c * h * w * per_in,
+        buffers=_sn_buffers(layer, layer.out_channels // layer.groups, c * kh * kw),  # torch normalises dim 1
+    )
     return _check_declared("in_channels", layer.in_channels, shape, "channels", step)
 
 
@@ -360,11 +408,12 @@ def view(layer: L.View, shape: Shape) -> Step:
         resolved = tuple(count // known if d == -1 else d for d in target)
         return Step(resolved)
     if known != count:
-        raise Problem(
+        raise ViewCount(
             f"shape {fmt(target)} holds {known:,} values, the input {fmt(shape)} has {count:,}",
             fix=_view_fix(count, target),
             field="shape",
-            extra={"needed": known, "given": count},
+            needed=known,
+            given=count,
         )
     return Step(target)
 
@@ -374,6 +423,259 @@ def _view_fix(count: int, target: Shape) -> str:
     if len(target) > 1 and count % rest == 0 and -1 not in target[1:]:
         return f"shape: {fmt((count // rest, *target[1:]))}"
     return f"shape: [{count}]"
+
+
+def _sn_buffers(layer: L.Layer, rows: int, columns: int) -> int:
+    """Spectral norm keeps u (one value per row of the weight matrix) and v (one per column) as buffers."""
+    return rows + columns if getattr(layer, "spectral_norm", None) is not None else 0
+
+
+def _dim(dim: int, shape: Shape, name: str = "dim") -> int:
+    """A torch dim (counting the batch) → an index into the per-sample shape; refuses the batch dimension."""
+    rank = len(shape) + 1
+    d = dim + rank if dim < 0 else dim
+    if not 0 <= d < rank:
+        raise Problem(f"{name} {dim} is out of range for a {rank}-d batch [N, {fmt(shape)[1:]}", field=name)
+    if d == 0:
+        raise Problem(f"{name} 0 is the batch dimension", fix=f"{name}: 1", field=name)
+    return d - 1
+
+
+# --- layers of conditional GANs ----------------------------------------------------------------------------------
+
+
+def _label(value: Value, what: str) -> int:
+    if value.classes is None:
+        raise Problem(f"{what}, but it is {value.describe()}", fix="from: the network's label input")
+    return value.classes
+
+
+def embedding(layer: L.Embedding, values: tuple[Value, ...]) -> Step:
+    classes = _label(values[0], "embedding looks up a class label")
+    if layer.padding_idx is not None and layer.padding_idx >= classes:
+        raise Problem(f"padding_idx {layer.padding_idx} is not a class of {classes}", field="padding_idx")
+    step = Step(
+        (layer.embedding_dim,),
+        (),
+        classes * layer.embedding_dim,
+        0,
+        buffers=_sn_buffers(layer, classes, layer.embedding_dim),
+    )
+    return _check_classes("num_embeddings", layer.num_embeddings, classes, step)
+
+
+def _check_classes(field_name: str, declared: int | None, classes: int, step: Step) -> Step:
+    if declared is not None and declared != classes:
+        raise DeclaredMismatch(
+            f"{field_name}: {declared}, but the label has {classes} classes",
+            fix=f"{field_name}: {classes} (or leave it out: it is inferred)",
+            field=field_name,
+            output=step,
+            declared=declared,
+            actual=classes,
+        )
+    return step
+
+
+def conditional_batch_norm2d(layer: L.ConditionalBatchNorm2d, values: tuple[Value, ...]) -> Step:
+    x, c = values
+    _need_rank(layer, x.shape, (3,), "[C, H, W] and a label or vector")
+    channels = x.shape[0]
+    if c.classes is not None:
+        params = c.classes * 2 * channels
+        macs = 0
+    elif len(c.shape) == 1:
+        params = 2 * c.shape[0] * channels + (2 * channels if layer.bias else 0)
+        macs = 2 * c.shape[0] * channels
+    else:
+        raise Problem(
+            f"conditional_batch_norm2d takes its scale and shift from a label or a vector, got {c.describe()}",
+            operand=1,
+        )
+    step = Step(x.shape, (), params, macs)
+    return _check_declared("num_features", layer.num_features, x.shape, "channels", step)
+
+
+def self_attention(layer: L.SelfAttention, shape: Shape) -> Step:
+    _need_rank(layer, shape, (3,), "[C, H, W]")
+    c, h, w = shape
+    if c % 8:
+        raise Problem(f"self_attention needs channels divisible by 8 (C/8 queries), got {c}")
+    if h % 2 or w % 2:
+        raise Problem(
+            f"self_attention max-pools keys and values 2×2: height and width must be even, got {h}×{w}"
+        )
+    n, m = h * w, h * w // 4
+    params = 2 * c * (c // 8) + 2 * c * (c // 2) + 1
+    macs = (
+        n * c * (c // 8)
+        + m * 4 * c * (c // 8)
+        + m * 4 * c * (c // 2)
+        + n * m * (c // 8)
+        + n * m * (c // 2)
+        + n * (c // 2) * c
+    )
+    # spectral norm's u and v for theta, phi (C/8 × C), g (C/2 × C) and o (C × C/2)
+    buffers = 2 * (c // 8 + c) + 2 * (c // 2 + c) if layer.spectral_norm is not None else 0
+    step = Step(shape, (), params, macs, buffers=buffers)
+    return _check_declared("in_channels", layer.in_channels, shape, "channels", step)
+
+
+def projection(layer: L.Projection, values: tuple[Value, ...]) -> Step:
+    h, y = values
+    if len(h.shape) != 1 or h.classes is not None:
+        raise Problem(f"projection takes [features] then a label, but its first input is {h.describe()}")
+    classes = _label(y, "projection's second input must be a label")
+    step = Step((1,), (), classes * h.shape[0], h.shape[0], buffers=_sn_buffers(layer, classes, h.shape[0]))
+    step = _check_declared("in_features", layer.in_features, h.shape, "features", step)
+    return _check_classes("num_classes", layer.num_classes, classes, step)
+
+
+# --- padding, pixel shuffle, adaptive pooling, softmax, prelu -------------------------------------------------------
+
+
+def pad2d(layer: L.ZeroPad2d | L.ReflectionPad2d | L.ReplicationPad2d, shape: Shape) -> Step:
+    _need_rank(layer, shape, (3,), "[C, H, W]")
+    c, h, w = shape
+    left, right, top, bottom = layer.padding
+    if layer.type == "reflection_pad2d":
+        for axis, pads, n in (("width", (left, right), w), ("height", (top, bottom), h)):
+            if max(pads) >= n:
+                raise Problem(
+                    f"reflection_pad2d cannot pad {max(pads)} on a side of an input {axis} of {n} "
+                    f"(PyTorch allows at most {n - 1})",
+                    fix="type: replication_pad2d, or a smaller padding",
+                    field="padding",
+                )
+    oh, ow = h + top + bottom, w + left + right
+    arith = (f"{h} + {top} + {bottom} = {oh}", f"{w} + {left} + {right} = {ow}")
+    return Step((c, oh, ow), arith[:1] if arith[0].split("=")[0] == arith[1].split("=")[0] else arith)
+
+
+def pixel_shuffle(layer: L.PixelShuffle, shape: Shape) -> Step:
+    _need_rank(layer, shape, (3,), "[C, H, W]")
+    c, h, w = shape
+    r = layer.upscale_factor
+    if c % (r * r):
+        raise Problem(
+            f"pixel_shuffle with upscale_factor {r} needs channels divisible by {r * r}, got {c}",
+            fix=f"out_channels: {max(r * r, c - c % (r * r))} in the layer before",
+        )
+    return Step((c // (r * r), h * r, w * r), (f"{c}/{r}² = {c // (r * r)} channels, {h}·{r} × {w}·{r}",))
+
+
+def adaptive_avg_pool2d(layer: L.AdaptiveAvgPool2d, shape: Shape) -> Step:
+    _need_rank(layer, shape, (3,), "[C, H, W]")
+    return Step((shape[0], *layer.output_size))
+
+
+def softmax(layer: L.Softmax, shape: Shape) -> Step:
+    _dim(layer.dim, shape)
+    return Step(shape)
+
+
+def prelu(layer: L.PReLU, shape: Shape) -> Step:
+    if layer.num_parameters != 1 and layer.num_parameters != shape[0]:
+        raise Problem(
+            f"num_parameters {layer.num_parameters} must be 1 or the input's channels ({shape[0]})",
+            fix=f"num_parameters: {shape[0]}",
+            field="num_parameters",
+        )
+    return Step(shape, (), layer.num_parameters)
+
+
+# --- tensor operations -----------------------------------------------------------------------------------------------
+
+
+def _tensors(values: tuple[Value, ...], kind: str) -> list[Shape]:
+    for k, v in enumerate(values):
+        if v.classes is not None:
+            raise Problem(f"{kind} takes tensors, but input {k + 1} is {v.describe()}", operand=k)
+    return [v.shape for v in values]
+
+
+def add(layer: L.Add, values: tuple[Value, ...]) -> Step:
+    shapes_ = _tensors(values, "add")
+    return Step(_same(shapes_, "add"), (), 0, 0)
+
+
+def mul(layer: L.Mul, values: tuple[Value, ...]) -> Step:
+    shapes_ = _tensors(values, "mul")
+    return Step(_same(shapes_, "mul"), (), 0, 0)
+
+
+def _same(shapes_: list[Shape], kind: str) -> Shape:
+    first = shapes_[0]
+    for k, other in enumerate(shapes_[1:], start=1):
+        if other != first:
+            raise Problem(
+                f"{kind} needs inputs of one shape, but input 1 is {fmt(first)} and input {k + 1} is {fmt(other)}",
+                operand=k,
+            )
+    return first
+
+
+def cat(layer: L.Cat, values: tuple[Value, ...]) -> Step:
+    shapes_ = _tensors(values, "cat")
+    first = shapes_[0]
+    d = _dim(layer.dim, first)
+    for k, other in enumerate(shapes_[1:], start=1):
+        if len(other) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(first, other, strict=True)) if i != d
+        ):
+            raise Problem(
+                f"cat along dim {layer.dim} needs inputs equal in every other dimension, but input 1 is "
+                f"{fmt(first)} and input {k + 1} is {fmt(other)}",
+                operand=k,
+            )
+    total = sum(s[d] for s in shapes_)
+    out = (*first[:d], total, *first[d + 1 :])
+    return Step(out, (" + ".join(str(s[d]) for s in shapes_) + f" = {total}",))
+
+
+def reduce(layer: L.Sum | L.Mean, shape: Shape) -> Step:
+    dims = sorted({_dim(d, shape) for d in layer.dim})
+    if layer.keepdim:
+        out = tuple(1 if i in dims else n for i, n in enumerate(shape))
+    else:
+        out = tuple(n for i, n in enumerate(shape) if i not in dims)
+    return Step(out, (), 0, math.prod(shape))
+
+
+def scale(layer: L.Scale, shape: Shape) -> Step:
+    return Step(shape, (), 0, 0)
+
+
+def split(layer: L.Split, shape: Shape) -> Step:
+    d = _dim(layer.dim, shape)
+    n = shape[d]
+    sections = layer.split_size_or_sections
+    if isinstance(sections, int):
+        sizes = [min(sections, n - i) for i in range(0, n, sections)]
+    else:
+        sizes = list(sections)
+        if sum(sizes) != n:
+            raise Problem(
+                f"split sections {sizes} add up to {sum(sizes)}, but dim {layer.dim} has {n}",
+                fix=f"split_size_or_sections: {[*sizes[:-1], n - sum(sizes[:-1])]}"
+                if n > sum(sizes[:-1])
+                else None,
+                field="split_size_or_sections",
+            )
+    return _parts(shape, d, sizes)
+
+
+def chunk(layer: L.Chunk, shape: Shape) -> Step:
+    """torch.chunk: parts of ⌈n/chunks⌉, the last smaller; fewer than ``chunks`` parts when they run out."""
+    d = _dim(layer.dim, shape)
+    n = shape[d]
+    size = -(-n // layer.chunks)
+    return _parts(shape, d, [min(size, n - i) for i in range(0, n, size)])
+
+
+def _parts(shape: Shape, d: int, sizes: list[int]) -> Step:
+    outs = tuple((*shape[:d], s, *shape[d + 1 :]) for s in sizes)
+    return Step(outs[0], (" + ".join(str(s) for s in sizes) + f" = {shape[d]}",), 0, 0, outs)
 
 
 Rule = Callable[[Any, Shape], Step]
@@ -398,4 +700,31 @@ RULES: dict[str, Rule] = {
     "max_pool2d": max_pool2d,
     "avg_pool2d": avg_pool2d,
     "view": view,
+    "dropout2d": elementwise,
+    "identity": elementwise,
+    "softmax": softmax,
+    "prelu": prelu,
+    "self_attention": self_attention,
+    "zero_pad2d": pad2d,
+    "reflection_pad2d": pad2d,
+    "replication_pad2d": pad2d,
+    "pixel_shuffle": pixel_shuffle,
+    "adaptive_avg_pool2d": adaptive_avg_pool2d,
+    "sum": reduce,
+    "mean": reduce,
+    "scale": scale,
+    "split": split,
+    "chunk": chunk,
+}
+
+GraphRule = Callable[[Any, tuple[Value, ...]], Step]
+
+# Layers that read several inputs, or a label: they see every input with its kind.
+GRAPH_RULES: dict[str, GraphRule] = {
+    "embedding": embedding,
+    "conditional_batch_norm2d": conditional_batch_norm2d,
+    "projection": projection,
+    "add": add,
+    "mul": mul,
+    "cat": cat,
 }

@@ -1,4 +1,4 @@
-"""The top level of a spec: name, latent, image, the two networks and the optional ``train:`` section.
+"""The top level of a spec: name, latent, image, blocks, the two networks and the optional ``train:`` section.
 
 Frozen pydantic models only; shapes, parameter counts and costs are derived in ``trace.py``, never stored here.
 """
@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from archspec.layers import MAX_SIZE, AnyLayer, PositiveFloat, Size
+from archspec.layers import MAX_SIZE, AnyNode, Ident, Init, PositiveFloat, Ref, Size
 
 # Adam's running-average coefficients: torch.optim.Adam refuses anything outside [0, 1).
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -33,8 +33,69 @@ class Latent(_Frozen):
     distribution: Literal["normal", "uniform"] = "normal"
 
 
+ImageShape = Annotated[
+    tuple[Size, Size, Size], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
+]
+
+
+class LabelInput(_Frozen):
+    """A class index per sample, out of ``label`` classes."""
+
+    label: Size
+
+
+class ImageInput(_Frozen):
+    """A conditioning image of shape ``image`` [C, H, W] (pix2pix's A, SRGAN's low-resolution input)."""
+
+    image: ImageShape
+
+
+class VectorInput(_Frozen):
+    """Any other per-sample vector of ``vector`` values."""
+
+    vector: Size
+
+
+InputKind = Literal["latent", "image"] | LabelInput | ImageInput | VectorInput
+
+
 class Network(_Frozen):
-    layers: Annotated[list[AnyLayer], Field(min_length=1, max_length=100_000)]
+    """One network: a chain of layers, or a graph of them when layers name their inputs with ``from:``.
+
+    ``inputs`` defaults to the latent for the generator and the image for the discriminator; ``outputs`` to the
+    last layer's value; ``init`` initialises the weights of every weight layer that sets none of its own.
+    """
+
+    inputs: Annotated[dict[Ident, InputKind], Field(min_length=1, max_length=16)] | None = None
+    init: Init | None = None
+    layers: Annotated[list[AnyNode], Field(min_length=1, max_length=100_000)]
+    outputs: (
+        Annotated[
+            tuple[Ref, ...],
+            BeforeValidator(lambda v: (v,) if isinstance(v, str) else _tuple(v)),
+            Field(min_length=1, max_length=16),
+        ]
+        | None
+    ) = None
+
+
+class Block(_Frozen):
+    """A named, parameterised sub-graph, used in a network like a layer type.
+
+    ``params`` maps each parameter to its default (null: required); ``$name`` as a whole value in ``layers``
+    stands for the argument. ``layers`` are validated per use, once the arguments are in.
+    """
+
+    params: Annotated[dict[Ident, Any], Field(max_length=64)] = {}
+    inputs: Annotated[
+        tuple[Ident, ...], BeforeValidator(lambda v: _tuple(v)), Field(min_length=1, max_length=16)
+    ] = ("x",)
+    layers: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=10_000)]
+    output: Ref | None = None
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 Loss = Literal["bce", "bce_logits", "lsgan", "hinge", "wgan_gp"]
@@ -82,10 +143,10 @@ class Spec(_Frozen):
     """A whole GAN: what a spec file holds once validated."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
-    latent: Annotated[Latent, BeforeValidator(_latent_shorthand)]
-    image: Annotated[
-        tuple[Size, Size, Size], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
-    ] = Field(description="[channels, height, width]")
+    # Required unless the generator declares inputs without one (an image-to-image generator).
+    latent: Annotated[Latent, BeforeValidator(_latent_shorthand)] | None = None
+    image: ImageShape = Field(description="[channels, height, width]")
+    blocks: Annotated[dict[Ident, Block], Field(max_length=1000)] = {}
     generator: Network
     discriminator: Network
     train: Train = Train()

@@ -18,13 +18,21 @@ def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
     gan = build(result, device=torch.device("meta"))
     assert result.spec is not None
     parts = []
-    for title, net, shape in (
-        ("generator", gan.generator, (batch_size, result.spec.latent.size)),
-        ("discriminator", gan.discriminator, (batch_size, *result.spec.image)),
+    meta = torch.device("meta")
+    for title, net, trace in (
+        ("generator", gan.generator, result.generator),
+        ("discriminator", gan.discriminator, result.discriminator),
     ):
+        assert trace is not None and trace.graph is not None
+        inputs = [
+            torch.zeros(batch_size, dtype=torch.long, device=meta)
+            if i.kind == "label"
+            else torch.zeros(batch_size, *i.shape, device=meta)
+            for i in trace.graph.inputs
+        ]
         stats = summary(
             net,
-            input_size=shape,
+            input_data=inputs,
             device=torch.device("meta"),
             depth=depth,
             verbose=0,

@@ -8,13 +8,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from archspec.layers import MAX_SIZE, WEIGHT_LAYERS, Layer
-from archspec.rules import RULES, Problem, Shape, Step
+from archspec.graph import Finding, Graph, Input, Node, Role, Wire, expand
+
+__all__ = [
+    "LayerFault",
+    "LayerTrace",
+    "NetworkTrace",
+    "Role",
+    "Totals",
+    "totals",
+    "trace_graph",
+    "trace_network",
+    "trace_spec",
+]
+from archspec.layers import MAX_SIZE, Layer
+from archspec.rules import GRAPH_RULES, RULES, Problem, Shape, Step, Value
 from archspec.spec import Spec
 
-Role = Literal["generator", "discriminator"]
 FLOAT_BYTES = 4
 _ABBREVIATIONS = {
     "kernel_size": "k",
@@ -39,6 +50,11 @@ class LayerTrace:
     arithmetic: tuple[str, ...]
     params: int
     macs: int
+    node: Node
+    inputs: tuple[Shape, ...] = ()
+    outputs: tuple[Shape, ...] = ()  # the parts of a split or chunk
+    buffers: int = 0
+    classes: tuple[int | None, ...] = ()  # per input: its class count when it is a label
 
     @property
     def type(self) -> str:
@@ -50,7 +66,9 @@ class LayerTrace:
 
     @property
     def activation_bytes(self) -> int:
-        """float32 bytes of this layer's output for one sample."""
+        """float32 bytes of this layer's output for one sample (a split's parts are views: none)."""
+        if self.outputs:
+            return 0
         return math.prod(self.output) * FLOAT_BYTES
 
 
@@ -62,6 +80,8 @@ class LayerFault:
     layer: Layer
     input: Shape
     problem: Problem
+    node: Node
+    inputs: tuple[Value, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,12 +90,17 @@ class NetworkTrace:
     input: Shape
     layers: tuple[LayerTrace, ...]
     faults: tuple[LayerFault, ...]
-    complete: bool  # False when a fault stopped the trace before the last layer
+    complete: bool  # False when a fault left an output's shape unknown
+    graph: Graph | None = None
+    outputs: tuple[Shape | None, ...] = ()
+    findings: tuple[Finding, ...] = ()  # problems of the graph itself: unknown names, cycles, block arguments
 
     @property
     def output(self) -> Shape | None:
         if not self.complete:
             return None
+        if self.outputs:
+            return self.outputs[0]
         return self.layers[-1].output if self.layers else self.input
 
     @property
@@ -87,34 +112,110 @@ class NetworkTrace:
         return sum(t.macs for t in self.layers)
 
     @property
+    def buffers(self) -> int:
+        return sum(t.buffers for t in self.layers)
+
+    @property
     def activation_bytes(self) -> int:
         return sum(t.activation_bytes for t in self.layers)
 
     def first_weight_macs(self) -> int:
         """MACs of the first layer with weights: its input-gradient is never needed when the input is data."""
-        return next((t.macs for t in self.layers if t.type in WEIGHT_LAYERS), 0)
+        return next((t.macs for t in self.layers if t.layer.traits.weights), 0)
 
 
 def trace_network(role: Role, input_shape: Shape, layers: Sequence[Layer]) -> NetworkTrace:
-    """Trace ``layers`` from ``input_shape``; stops at the first fault that leaves the shape unknown."""
-    shape = input_shape
+    """Trace a chain of ``layers`` from ``input_shape`` (a size fix re-traces the tail of a chain this way)."""
+    nodes = tuple(
+        Node(
+            i,
+            str(layer.name or i),
+            layer,
+            (Wire(i - 1),),
+            (role, "layers", i),
+            (),
+            f"{role}.layers[{i}] ({layer.type})",
+            0,
+        )
+        for i, layer in enumerate(layers)
+    )
+    graph = Graph(
+        role, (Input("x", "image", input_shape),), nodes, (), (Wire(len(nodes) - 1),), ("out",), True
+    )
+    return trace_graph(graph)
+
+
+def trace_graph(graph: Graph, findings: Sequence[Finding] = ()) -> NetworkTrace:
+    """Trace every node of ``graph`` from its inputs' shapes. A fault leaves that node's output unknown and skips
+    only the nodes that read it, so a fault in one branch does not hide the faults of another."""
+    known: list[list[Value] | None] = []
     traced: list[LayerTrace] = []
     faults: list[LayerFault] = []
-    for index, layer in enumerate(layers):
+    inputs = [Value(i.shape, i.classes) for i in graph.inputs]
+
+    def value(wire: Wire) -> Value | None:
+        if wire.source < 0:
+            return inputs[-1 - wire.source]
+        parts = known[wire.source]
+        if parts is None:
+            return None
+        return parts[wire.part or 0]
+
+    for node in graph.nodes:
+        values = [value(w) for w in node.inputs]
+        if any(v is None for v in values):
+            known.append(None)
+            continue
+        ins = tuple(v for v in values if v is not None)
+        layer = node.layer
         try:
-            step = RULES[layer.type](layer, shape)
+            step = _step(layer, ins)
         except Problem as problem:
-            faults.append(LayerFault(index, layer, shape, problem))
+            faults.append(LayerFault(node.index, layer, ins[0].shape, problem, node, ins))
             if problem.output is None:
-                return NetworkTrace(role, input_shape, tuple(traced), tuple(faults), complete=False)
+                known.append(None)
+                continue
             step = problem.output
         too_big = _too_big(step)
         if too_big:
-            faults.append(LayerFault(index, layer, shape, too_big))
-            return NetworkTrace(role, input_shape, tuple(traced), tuple(faults), complete=False)
-        traced.append(LayerTrace(index, layer, shape, step.output, step.arithmetic, step.params, step.macs))
-        shape = step.output
-    return NetworkTrace(role, input_shape, tuple(traced), tuple(faults), complete=True)
+            faults.append(LayerFault(node.index, layer, ins[0].shape, too_big, node, ins))
+            known.append(None)
+            continue
+        parts = step.outputs or (step.output,)
+        known.append([Value(p) for p in parts])
+        traced.append(
+            LayerTrace(
+                node.index,
+                layer,
+                ins[0].shape,
+                step.output,
+                step.arithmetic,
+                step.params,
+                step.macs,
+                node,
+                tuple(v.shape for v in ins),
+                step.outputs,
+                step.buffers,
+                tuple(v.classes for v in ins),
+            )
+        )
+    outs = tuple(None if (v := value(w)) is None else v.shape for w in graph.outputs)
+    complete = bool(outs) and all(o is not None for o in outs) and not findings
+    first = graph.inputs[0].shape if graph.inputs else ()
+    return NetworkTrace(
+        graph.role, first, tuple(traced), tuple(faults), complete, graph, outs, tuple(findings)
+    )
+
+
+def _step(layer: Layer, values: tuple[Value, ...]) -> Step:
+    if layer.type in GRAPH_RULES:
+        return GRAPH_RULES[layer.type](layer, values)
+    if values[0].classes is not None:
+        raise Problem(
+            f"{layer.type} takes a tensor, but its input is {values[0].describe()}",
+            fix="look the label up first: {type: embedding, embedding_dim: N}",
+        )
+    return RULES[layer.type](layer, values[0].shape)
 
 
 def _too_big(step: Step) -> Problem | None:
@@ -209,7 +310,7 @@ def totals(generator: NetworkTrace, discriminator: NetworkTrace, batch_size: int
         macs_generator=fg,
         macs_discriminator=fd,
         train_step_flops=2 * step_macs,
-        weights_bytes=params * FLOAT_BYTES,
+        weights_bytes=(params + generator.buffers + discriminator.buffers) * FLOAT_BYTES,
         gradients_bytes=params * FLOAT_BYTES,
         adam_bytes=2 * params * FLOAT_BYTES,
         # The generator update keeps every activation of G and D alive for its backward pass.
@@ -218,7 +319,10 @@ def totals(generator: NetworkTrace, discriminator: NetworkTrace, batch_size: int
 
 
 def trace_spec(spec: Spec) -> tuple[NetworkTrace, NetworkTrace]:
-    """Trace both networks: the generator from the latent vector, the discriminator from the image."""
-    generator = trace_network("generator", (spec.latent.size,), spec.generator.layers)
-    discriminator = trace_network("discriminator", spec.image, spec.discriminator.layers)
-    return generator, discriminator
+    """Trace both networks from their inputs (by default the latent vector and the image)."""
+    traces = []
+    roles: tuple[Role, Role] = ("generator", "discriminator")
+    for role in roles:
+        graph, findings = expand(spec, role)
+        traces.append(trace_graph(graph, findings))
+    return traces[0], traces[1]

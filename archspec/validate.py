@@ -15,11 +15,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from archspec.errors import SpecError
-from archspec.layers import LAYER_TYPES
+from archspec.graph import Finding
+from archspec.layers import BLOCK_TAG, LAYER_TYPES
 from archspec.source import Loc, Source, dotted
-from archspec.spec import Latent, Network, Spec, Train
+from archspec.spec import Block, Latent, Network, Spec, Train
 
-__all__ = ["dotted", "validate"]
+__all__ = ["dotted", "layer_problems", "layer_type_error", "validate"]
 
 _SECTIONS: dict[str, type[BaseModel]] = {
     "latent": Latent,
@@ -41,16 +42,77 @@ _PAIRS = {"kernel_size", "stride", "padding", "output_padding", "dilation", "siz
 
 
 def validate(source: Source) -> tuple[Spec | None, list[SpecError]]:
-    """The validated Spec, or None and every validation error of the file, in line order."""
+    """The validated Spec, or None and every validation error of the file, in line order.
+
+    A layer whose type is no layer type validates as a block use; whether such a block exists is the graph's
+    question (``graph.expand``), asked here too when the spec fails, so that a typo is never hidden.
+    """
     try:
-        return Spec.model_validate(source.data), []
+        spec = Spec.model_validate(source.data)
     except ValidationError as exc:
         issues = _fold(source.data, [_Issue.of(source.data, err) for err in exc.errors()])
+    else:
+        if spec.latent is None and _needs_latent(source.data):
+            return None, [
+                source.error(("latent",), "latent", "missing required field 'latent'", fix="add latent: 100")
+            ]
+        return spec, []
     errors: dict[tuple[int, int, str, str], SpecError] = {}
     for issue in issues:
         error = _to_spec_error(source, issue)
         errors.setdefault((error.line, error.column, error.path, error.message), error)
+    for loc, tag in _unknown_types(source.data):
+        message, fix = layer_type_error(tag, _block_names(source.data))
+        error = source.error((*loc, "type"), f"{dotted(loc)}", message, fix=fix)
+        errors.setdefault((error.line, error.column, error.path, error.message), error)
     return None, sorted(errors.values(), key=lambda e: (e.line, e.column))
+
+
+def layer_problems(data: dict[str, Any], exc: ValidationError, loc: Loc, path: str) -> list[Finding]:
+    """The errors of one layer validated on its own (a block's layer once its arguments are in), at ``loc``."""
+    root = {"n": {"layers": [data]}}
+    found = []
+    for issue in _fold(root, [_Issue.of(root, _prefixed(err)) for err in exc.errors()]):
+        message, fix = _explain(root, issue)
+        rest = issue.loc[3:]
+        where = f"{path} ({data.get('type')})" + (dotted(("x", *rest))[1:] if rest else "")
+        found.append(Finding((*loc, *rest), where, message, fix, at_key=issue.kind == "extra_forbidden"))
+    return found
+
+
+def _prefixed(err: ErrorDetails) -> ErrorDetails:
+    """The error as if the layer stood at ``n.layers[0]`` of a spec, where ``_explain`` knows its way."""
+    return {**err, "loc": ("n", "layers", 0, *err["loc"])}
+
+
+def layer_type_error(tag: Any, blocks: list[str]) -> tuple[str, str | None]:
+    """``unknown layer type 'conv_transpose_2d'`` with the closest layer type or block as the fix."""
+    return _layer_type_error(tag, blocks)
+
+
+def _needs_latent(data: dict[str, Any]) -> bool:
+    generator = data.get("generator")
+    inputs = generator.get("inputs") if isinstance(generator, dict) else None
+    return not isinstance(inputs, dict) or "latent" in inputs.values()
+
+
+def _block_names(data: dict[str, Any]) -> list[str]:
+    blocks = data.get("blocks")
+    return [k for k in blocks if isinstance(k, str)] if isinstance(blocks, dict) else []
+
+
+def _unknown_types(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Layers of the networks whose type names neither a layer type nor a block."""
+    blocks = set(_block_names(data))
+    found: list[tuple[Loc, str]] = []
+    for role in ("generator", "discriminator"):
+        network = data.get(role)
+        layers = network.get("layers") if isinstance(network, dict) else None
+        for i, layer in enumerate(layers if isinstance(layers, list) else []):
+            tag = layer.get("type") if isinstance(layer, dict) else None
+            if isinstance(tag, str) and tag not in LAYER_TYPES and tag not in blocks:
+                found.append(((role, "layers", i), tag))
+    return found
 
 
 @dataclass(frozen=True)
@@ -72,7 +134,12 @@ class _Issue:
         for prev, part in zip((None, *err["loc"]), err["loc"], strict=False):
             if isinstance(part, str) and "[" in part:
                 branch = part  # a union branch (``literal['same','valid']``): not in the YAML
-            elif part in LAYER_TYPES and len(loc) >= 2 and loc[-2] == "layers" and loc[-1] == prev:
+            elif (
+                (part in LAYER_TYPES or part == BLOCK_TAG)
+                and len(loc) >= 2
+                and loc[-2] == "layers"
+                and loc[-1] == prev
+            ):
                 pass  # a discriminated union's tag, right after the layer's index
             elif not in_yaml:
                 rest.append(part)
@@ -154,8 +221,11 @@ def _explain(data: Any, issue: _Issue) -> tuple[str, str | None]:
             f"did you mean {close[0]}?" if close else _list_fields(data, issue.loc)
         )
     if kind == "union_tag_invalid":
-        return _layer_type_error(_value_at(data, (*issue.loc, "type")))
+        return _layer_type_error(_value_at(data, (*issue.loc, "type")), [])
     if kind == "union_tag_not_found":
+        tag = _value_at(data, (*issue.loc, "type"))
+        if tag is not None:
+            return _layer_type_error(tag, [])
         return "a layer needs a 'type'", f"add type: one of {', '.join(sorted(LAYER_TYPES))}"
     if kind == "missing":
         return _missing(data, issue)
@@ -189,15 +259,18 @@ _BOUNDS = {
 _NAMES = {"int": "an integer", "float": "a number", "bool": "a boolean (true or false)"}
 
 
-def _layer_type_error(tag: Any) -> tuple[str, str | None]:
+def _layer_type_error(tag: Any, blocks: list[str]) -> tuple[str, str | None]:
     every = f"type is one of {', '.join(sorted(LAYER_TYPES))}"
+    if blocks:
+        every += f"; or a block: {', '.join(blocks)}"
     if not isinstance(tag, str):
         return f"a layer's type must be a name such as relu, got {_describe(tag)}", every
     # torch's class names (ReLU, ConvTranspose2d) and near misses (conv_transpose_2d) both find the tag.
     by_class = {cls.__name__.lower(): name for name, cls in LAYER_TYPES.items()}
     close = [by_class[tag.lower()]] if tag.lower() in by_class else []
-    close = close or difflib.get_close_matches(tag, list(LAYER_TYPES), n=1, cutoff=0.6)
-    return f"unknown layer type {tag!r}", (f"did you mean {close[0]}?" if close else every)
+    close = close or difflib.get_close_matches(tag, [*LAYER_TYPES, *blocks], n=1, cutoff=0.6)
+    what = "layer type or block" if blocks else "layer type"
+    return f"unknown {what} {tag!r}", (f"did you mean {close[0]}?" if close else every)
 
 
 def _missing(data: Any, issue: _Issue) -> tuple[str, str | None]:
@@ -309,11 +382,17 @@ def _fields_at(data: Any, loc: Loc) -> list[str]:
     parent = loc[:-1]
     kind = _layer_type(data, parent) if len(parent) == 3 else None
     if kind:
-        return list(LAYER_TYPES[kind].model_fields)
+        return [_alias(LAYER_TYPES[kind], f) for f in LAYER_TYPES[kind].model_fields]
     if not parent:
         return list(Spec.model_fields)
+    if len(parent) == 2 and parent[0] == "blocks":
+        return list(Block.model_fields)
     model = _SECTIONS.get(str(parent[0])) if len(parent) == 1 else None
-    return list(model.model_fields) if model else []
+    return [_alias(model, f) for f in model.model_fields] if model else []
+
+
+def _alias(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].alias or name
 
 
 def _close_fields(data: Any, loc: Loc) -> list[str]:
@@ -321,7 +400,13 @@ def _close_fields(data: Any, loc: Loc) -> list[str]:
 
 
 def _list_fields(data: Any, loc: Loc) -> str | None:
-    fields = [f for f in _fields_at(data, loc) if f != "type"]
+    # A layer's graph fields (id, from, repeat, spectral_norm, init) are in the README; list its torch kwargs.
+    graph = (
+        {"type", "id", "from", "repeat", "spectral_norm", "init"}
+        if len(loc) >= 3 and loc[1] == "layers"
+        else {"type"}
+    )
+    fields = [f for f in _fields_at(data, loc) if f not in graph]
     return f"known fields: {', '.join(fields)}" if fields else None
 
 

@@ -533,7 +533,8 @@ def _drop_final_sigmoid(data: dict[str, Any]) -> None:
 
 
 def _ends_in_sigmoid(gan: GAN) -> bool:
-    return len(gan.discriminator) > 0 and isinstance(gan.discriminator[-1], torch.nn.Sigmoid)
+    d = gan.discriminator
+    return isinstance(d, torch.nn.Sequential) and len(d) > 0 and isinstance(d[-1], torch.nn.Sigmoid)
 
 
 def _release(device: torch.device) -> None:

@@ -305,6 +305,8 @@ def _shape(shape: tuple[int, ...] | None) -> str:
 
 
 def _latent(spec: Spec) -> str:
+    if spec.latent is None:
+        return "none"
     return f"{spec.latent.size} ({spec.latent.distribution})"
 
 

@@ -188,6 +188,8 @@ def resolve(
                 for e in result.errors
             ]
         )
+    if result.training_blocker is not None:
+        raise RunError(f"{path}: archspec train cannot train this spec yet: {result.training_blocker}")
     return Resolved(str(path), source.text, result, dict(overrides))
 
 

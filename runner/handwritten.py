@@ -131,8 +131,12 @@ class BatchedLoop(_HandLoop):
             self.pending.clear()
 
 
-def _bce_for(discriminator: nn.Sequential) -> nn.Module:
-    ends_in_sigmoid = len(discriminator) > 0 and isinstance(discriminator[-1], nn.Sigmoid)
+def _bce_for(discriminator: nn.Module) -> nn.Module:
+    ends_in_sigmoid = (
+        isinstance(discriminator, nn.Sequential)
+        and len(discriminator) > 0
+        and isinstance(discriminator[-1], nn.Sigmoid)
+    )
     return nn.BCELoss() if ends_in_sigmoid else nn.BCEWithLogitsLoss()
 
 

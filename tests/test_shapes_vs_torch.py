@@ -22,12 +22,12 @@ from pydantic import TypeAdapter
 from torch import nn
 
 from archspec import shapes
-from archspec.layers import LAYER_TYPES, MAX_SIZE, AnyLayer, Layer
+from archspec.layers import LAYER_TYPES, MAX_SIZE, AnyNode, Layer
 from archspec.modules import BUILDERS
 from archspec.rules import RULES, Problem, Step
-from archspec.trace import LayerTrace, trace_network
+from archspec.trace import trace_network
 
-ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyLayer)
+ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyNode)
 CPU_LIMIT = 400_000  # values per tensor up to which the layer is also run for real on the CPU
 
 Shape = tuple[int, ...]
@@ -138,7 +138,7 @@ def compiler_output(layer: Layer, shape: Shape) -> Step | None:
 
 def built_params(layer: Layer, shape: Shape, step: Step) -> int:
     """Parameters of the module archspec.modules makes for this layer."""
-    trace = LayerTrace(0, layer, shape, step.output, step.arithmetic, step.params, step.macs)
+    trace = trace_network("discriminator", shape, [layer]).layers[0]
     module = BUILDERS[trace.type](trace)
     return sum(p.numel() for p in module.parameters())
 

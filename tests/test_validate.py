@@ -223,7 +223,7 @@ def test_no_layers(small_text: str) -> None:
         "layers needs at least 1 layer, got the list []",
         "unknown field 'spare'",
     ]
-    assert found[1].fix == "known fields: layers"
+    assert found[1].fix == "known fields: inputs, init, layers, outputs"
 
 
 # --- the padding union: 'same' | 'valid' | sizes ----------------------------------------------------------------------
@@ -308,8 +308,8 @@ def test_mistyped_layer_type_did_you_mean_conv_transpose2d(small_text: str) -> N
 
 
 def test_a_layer_type_nothing_like_any_lists_them_all(small_text: str) -> None:
-    error = only(edit(small_text, "{type: relu}", "{type: softmax}"))
-    assert error.message == "unknown layer type 'softmax'"
+    error = only(edit(small_text, "{type: relu}", "{type: swishy}"))
+    assert error.message == "unknown layer type 'swishy'"
     assert error.fix == f"type is one of {', '.join(sorted(LAYER_TYPES))}"
     error = only(edit(small_text, "{type: relu}", "{type: 3}"))
     assert error.message == "a layer's type must be a name such as relu, got 3"
