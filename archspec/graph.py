@@ -73,6 +73,7 @@ class Group:
     depth: int
     first: int
     last: int
+    reads: tuple[str, ...] = ()  # the names in its ``from:``, as written
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,8 @@ def expand(spec: Spec, role: Role) -> tuple[Graph, list[Finding]]:
             expander.reads[wire] = expander.reads.get(wire, 0) + 1
     if not network.outputs and last is not None:
         outputs, names = [last], ["out"]
-    findings = expander.findings + expander.unused(inputs, set(outputs))
+    # "never used" only where the graph is otherwise sound: a broken layer leaves its inputs unread.
+    findings = expander.findings or expander.unused(inputs, set(outputs))
     chain = (
         network.inputs is None
         and network.outputs is None
@@ -165,6 +167,7 @@ class _Expander:
     findings: list[Finding] = field(default_factory=list)
     reads: dict[Wire, int] = field(default_factory=dict)  # how often each value is read
     named: dict[Wire, tuple[str, Loc, tuple[Loc, ...]]] = field(default_factory=dict)  # ids, for "never used"
+    failed: set[str] = field(default_factory=set)  # ids of layers that could not be expanded
 
     def chain(
         self,
@@ -185,6 +188,8 @@ class _Expander:
             item_path = f"{path}[{i}] ({item.type})"
             inputs = self.inputs_of(item, scope, previous, loc, item_path, uses, later, i)
             previous = self.node(item, key, loc, item_path, uses, depth, inputs, scope)
+            if item.id is not None and previous is None:
+                self.failed.add(item.id)  # what reads it is skipped silently: its error is already said
             if item.id is not None and previous is not None:
                 if item.id in scope:
                     self.fail(
@@ -253,6 +258,8 @@ class _Expander:
         if ref == PREVIOUS:
             return previous  # None only after a layer above failed, which has its own error
         name, _, part = ref.partition(".")
+        if name not in scope and name in self.failed:
+            return None
         if name not in scope:
             close = difflib.get_close_matches(name, [n for n in scope if n != PREVIOUS], n=1, cutoff=0.5)
             known = ", ".join(sorted(scope)) or "none"
@@ -331,7 +338,8 @@ class _Expander:
                 return None
             inputs = [out, *(inputs or [])[1:]]  # the first input chains; a label or skip stays the same
         label = f"{item.type} × {len(overrides)}"
-        self.groups.insert(group_at, Group(key, label, loc, uses, path, depth, first, len(self.nodes) - 1))
+        group = Group(key, label, loc, uses, path, depth, first, len(self.nodes) - 1, tuple(item.from_ or ()))
+        self.groups.insert(group_at, group)
         return out
 
     def copy(self, item: Any, override: dict[str, Any], loc: Loc, path: str, uses: tuple[Loc, ...]) -> Any:

@@ -153,7 +153,7 @@ def _graph_table(title: str, net: NetworkTrace, caption: str) -> Table:
             table.add_row(
                 group.key,
                 "  " * group.depth + group.label,
-                "",
+                ", ".join(group.reads),
                 _shape(members[0].input) if members else "",
                 _shape(members[-1].output) if members else "",
                 "",

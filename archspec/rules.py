@@ -481,18 +481,27 @@ def conditional_batch_norm2d(layer: L.ConditionalBatchNorm2d, values: tuple[Valu
     x, c = values
     _need_rank(layer, x.shape, (3,), "[C, H, W] and a label or vector")
     channels = x.shape[0]
+    buffers = 0
     if c.classes is not None:
+        if layer.spectral_norm is not None:
+            raise Problem(
+                "spectral_norm applies to the linears of a vector-conditioned batch norm; a label-conditioned "
+                "one has none",
+                fix="leave spectral_norm out",
+                field="spectral_norm",
+            )
         params = c.classes * 2 * channels
         macs = 0
     elif len(c.shape) == 1:
         params = 2 * c.shape[0] * channels + (2 * channels if layer.bias else 0)
         macs = 2 * c.shape[0] * channels
+        buffers = 2 * (channels + c.shape[0]) if layer.spectral_norm is not None else 0
     else:
         raise Problem(
             f"conditional_batch_norm2d takes its scale and shift from a label or a vector, got {c.describe()}",
             operand=1,
         )
-    step = Step(x.shape, (), params, macs)
+    step = Step(x.shape, (), params, macs, buffers=buffers)
     return _check_declared("num_features", layer.num_features, x.shape, "channels", step)
 
 
@@ -634,7 +643,14 @@ def cat(layer: L.Cat, values: tuple[Value, ...]) -> Step:
 
 
 def reduce(layer: L.Sum | L.Mean, shape: Shape) -> Step:
-    dims = sorted({_dim(d, shape) for d in layer.dim})
+    every = [_dim(d, shape) for d in layer.dim]
+    if len(set(every)) < len(every):
+        raise Problem(
+            f"dim {list(layer.dim)} names one dimension twice (torch refuses it)",
+            fix=f"dim: {sorted({d + 1 for d in every})}",
+            field="dim",
+        )
+    dims = sorted(every)
     if layer.keepdim:
         out = tuple(1 if i in dims else n for i, n in enumerate(shape))
     else:

@@ -6,7 +6,7 @@ The one place where derived values (shapes, parameter counts, MACs, memory) are 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from archspec.graph import Finding, Graph, Input, Node, Role, Wire, expand
@@ -159,10 +159,21 @@ def trace_graph(graph: Graph, findings: Sequence[Finding] = ()) -> NetworkTrace:
         parts = known[wire.source]
         if parts is None:
             return None
+        if (wire.part or 0) >= len(parts):
+            raise Problem(
+                f"reads part {wire.part} of a {graph.nodes[wire.source].type} that has {len(parts)} "
+                f"(parts 0 to {len(parts) - 1})",
+                field="from",
+            )
         return parts[wire.part or 0]
 
     for node in graph.nodes:
-        values = [value(w) for w in node.inputs]
+        try:
+            values = [value(w) for w in node.inputs]
+        except Problem as problem:
+            faults.append(LayerFault(node.index, node.layer, (), problem, node))
+            known.append(None)
+            continue
         if any(v is None for v in values):
             known.append(None)
             continue
@@ -199,7 +210,7 @@ def trace_graph(graph: Graph, findings: Sequence[Finding] = ()) -> NetworkTrace:
                 tuple(v.classes for v in ins),
             )
         )
-    outs = tuple(None if (v := value(w)) is None else v.shape for w in graph.outputs)
+    outs = tuple(None if (v := _quiet(value, w)) is None else v.shape for w in graph.outputs)
     complete = bool(outs) and all(o is not None for o in outs) and not findings
     first = graph.inputs[0].shape if graph.inputs else ()
     return NetworkTrace(
@@ -207,7 +218,38 @@ def trace_graph(graph: Graph, findings: Sequence[Finding] = ()) -> NetworkTrace:
     )
 
 
+def _quiet(value: Callable[[Wire], Value | None], wire: Wire) -> Value | None:
+    try:
+        return value(wire)
+    except Problem:
+        return None
+
+
+# What may read one value per sample (per-sample shape (), as a sum over every dimension leaves).
+_SCALAR_OK = frozenset(
+    {
+        "add",
+        "mul",
+        "scale",
+        "identity",
+        "dropout",
+        "relu",
+        "leaky_relu",
+        "gelu",
+        "silu",
+        "tanh",
+        "sigmoid",
+        "view",
+    }
+)
+
+
 def _step(layer: Layer, values: tuple[Value, ...]) -> Step:
+    if values[0].shape == () and values[0].classes is None and layer.type not in _SCALAR_OK:
+        raise Problem(
+            f"{layer.type} needs at least one dimension per sample, but its input is one value per sample",
+            fix="keepdim: true on the sum or mean before it, or reduce fewer dims",
+        )
     if layer.type in GRAPH_RULES:
         return GRAPH_RULES[layer.type](layer, values)
     if values[0].classes is not None:

@@ -26,6 +26,7 @@ import torch
 from pydantic import ValidationError
 
 from archspec.check import check_text, spec_findings
+from archspec.layers import Layer
 from archspec.spec import Spec, Train
 from archspec.trace import trace_spec
 from runner.data import natural_key
@@ -212,35 +213,42 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 
 
 def architecture_differences(old: Spec, new: Spec) -> list[str]:
-    """Every difference between two specs that changes the networks: latent, image, and each layer's type,
+    """Every difference between two specs that changes the networks: latent, image, inputs, and each layer's type,
     fields and input shape, named by layer (``generator.layers[3]: conv_transpose2d out_channels 256 in the
-    checkpoint, 128 in the spec``). The train section is not compared."""
+    checkpoint, 128 in the spec``; a block's layer by its path). The train section is not compared."""
     found: list[str] = []
     if old.latent != new.latent:
         found.append(f"latent: {_latent(old)} in the checkpoint, {_latent(new)} in the spec")
     if old.image != new.image:
         found.append(f"image: {list(old.image)} in the checkpoint, {list(new.image)} in the spec")
-    old_traces, new_traces = trace_spec(old), trace_spec(new)
-    for role, a, b, ta, tb in (
-        ("generator", old.generator.layers, new.generator.layers, old_traces[0], new_traces[0]),
-        ("discriminator", old.discriminator.layers, new.discriminator.layers, old_traces[1], new_traces[1]),
-    ):
-        if len(a) != len(b):
-            found.append(f"{role}: {len(a)} layers in the checkpoint, {len(b)} in the spec")
-        for i, (la, lb) in enumerate(zip(a, b, strict=False)):
-            where = f"{role}.layers[{i}]"
-            kind_a, kind_b = la.type, lb.type
-            if kind_a != kind_b:
-                found.append(f"{where}: {kind_a} in the checkpoint, {kind_b} in the spec")
+    for role, ta, tb in zip(("generator", "discriminator"), trace_spec(old), trace_spec(new), strict=True):
+        ga, gb = ta.graph, tb.graph
+        assert ga is not None and gb is not None
+        if ga.inputs != gb.inputs:
+            found.append(
+                f"{role}: inputs {_inputs(ga.inputs)} in the checkpoint, {_inputs(gb.inputs)} in the spec"
+            )
+        if len(ga.nodes) != len(gb.nodes):
+            found.append(f"{role}: {len(ga.nodes)} layers in the checkpoint, {len(gb.nodes)} in the spec")
+        inputs_a = {t.index: t.input for t in ta.layers}
+        inputs_b = {t.index: t.input for t in tb.layers}
+        for na, nb in zip(ga.nodes, gb.nodes, strict=False):
+            where = na.path.rsplit(" (", 1)[0]
+            la, lb = na.layer, nb.layer
+            if la.type != lb.type:
+                found.append(f"{where}: {la.type} in the checkpoint, {lb.type} in the spec")
                 continue
-            found += [f"{where}: {kind_a} {d}" for d in _field_differences(la.model_dump(), lb.model_dump())]
-            in_a = ta.layers[i].input if i < len(ta.layers) else None
-            in_b = tb.layers[i].input if i < len(tb.layers) else None
+            found += [f"{where}: {la.type} {d}" for d in _field_differences(la, lb)]
+            in_a, in_b = inputs_a.get(na.index), inputs_b.get(nb.index)
             if in_a != in_b and not any(f.startswith(where) for f in found):
                 found.append(
-                    f"{where}: {kind_a} input {_shape(in_a)} in the checkpoint, {_shape(in_b)} in the spec"
+                    f"{where}: {la.type} input {_shape(in_a)} in the checkpoint, {_shape(in_b)} in the spec"
                 )
     return found
+
+
+def _inputs(inputs: Any) -> str:
+    return ", ".join(f"{i.name} ({i.kind})" for i in inputs)
 
 
 def capture_rng(latent: torch.Generator) -> dict[str, Any]:
@@ -280,13 +288,14 @@ def restore_rng(state: Mapping[str, Any], latent: torch.Generator) -> None:
     np.random.set_state(("MT19937", keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
 
 
-def _field_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+def _field_differences(layer_a: Layer, layer_b: Layer) -> list[str]:
+    a, b = layer_a.model_dump(), layer_b.model_dump()
     out = []
     for key in sorted(set(a) | set(b)):
-        if key == "type" or a.get(key) == b.get(key):
+        if key in ("type", "id", "from_", "repeat") or a.get(key) == b.get(key):
             continue
         # An input size written in one spec and inferred in the other is the same layer.
-        if key in ("in_channels", "in_features", "num_features") and None in (a.get(key), b.get(key)):
+        if key in layer_a.traits.inferred and None in (a.get(key), b.get(key)):
             continue
         out.append(f"{key} {_value(a.get(key))} in the checkpoint, {_value(b.get(key))} in the spec")
     return out
