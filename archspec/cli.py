@@ -72,9 +72,9 @@ def summary_command(args: argparse.Namespace) -> int:
 
 
 def schema_command(args: argparse.Namespace) -> int:
-    from archspec.spec import Spec
+    from archspec.spec import json_schema
 
-    schema = Spec.model_json_schema()
+    schema = json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "archspec GAN spec"
     json.dump(schema, sys.stdout, indent=2)

@@ -13,7 +13,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias, Union, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializeAsAny,
+    Tag,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 MAX_SIZE = 2**31 - 1
 
@@ -93,7 +103,7 @@ class Traits(NamedTuple):
 class SpectralNorm(BaseModel):
     """``torch.nn.utils.spectral_norm``'s arguments (``spectral_norm: true`` takes torch's defaults)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     eps: PositiveFloat = 1e-12
     n_power_iterations: Annotated[int, Field(ge=1, le=100)] = 1
@@ -113,7 +123,7 @@ SpectralNormField = Annotated[SpectralNorm, BeforeValidator(_spectral_norm)] | N
 class Init(BaseModel):
     """A weight initialisation (``torch.nn.init``), and optionally a constant for the bias."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     type: Literal[
         "default",
@@ -137,17 +147,22 @@ class Init(BaseModel):
     bias: Finite | None = None
 
 
-class Layer(BaseModel):
-    """Fields every layer has: its ``type`` tag, an optional ``name`` (the child's name in the built module), and
-    the graph fields ``id``, ``from`` and ``repeat``."""
+class NetworkNode(BaseModel):
+    """What every item of a network's ``layers`` has: its ``type``, an optional ``name`` (the child's name in the
+    built module), and the graph fields ``id``, ``from`` and ``repeat``. A layer, or a use of a block."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    # Built on first use: a spec pays only for the layer types it uses.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True, defer_build=True)
 
-    type: str  # each concrete layer narrows it to its Literal tag, which the spec's union discriminates on
+    type: str  # each concrete layer narrows it to its Literal tag
     name: Ident | None = None
     id: Ident | None = None
     from_: Refs | None = Field(None, alias="from")
     repeat: Repeat | None = None
+
+
+class Layer(NetworkNode):
+    """A layer: one torch.nn class (or tensor operation), its fields the constructor's keyword arguments."""
 
     traits: ClassVar[Traits]
 
@@ -553,16 +568,10 @@ class Chunk(Layer):
     dim: int = 1
 
 
-class BlockUse(BaseModel):
+class BlockUse(NetworkNode):
     """A use of a block of the spec's ``blocks:`` section: its name as the type, its arguments as fields."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True, populate_by_name=True)
-
-    type: str
-    name: Ident | None = None
-    id: Ident | None = None
-    from_: Refs | None = Field(None, alias="from")
-    repeat: Repeat | None = None
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, populate_by_name=True, defer_build=True)
 
     @property
     def args(self) -> dict[str, Any]:
@@ -631,12 +640,51 @@ def _node_tag(value: Any) -> str | None:
     return tag if isinstance(tag, str) and tag in LAYER_TYPES else BLOCK_TAG
 
 
+def validated_nodes(value: Any) -> Any:
+    """Each layer of a list validated by its own class, chosen by its ``type``; a type that is no layer type is a
+    block use. Classes are built on first use (``defer_build``), so a spec pays only for the types it uses.
+
+    Every layer's errors are collected, at ``(index, field)``, into one ValidationError.
+    """
+    if not isinstance(value, list):
+        return value  # the list type refuses it
+    out: list[Any] = []
+    errors: list[InitErrorDetails] = []
+    for i, item in enumerate(value):
+        if isinstance(item, Layer | BlockUse):
+            out.append(item)
+            continue
+        tag = _node_tag(item)
+        if tag is None:
+            errors.append(
+                {"type": "union_tag_not_found", "loc": (i,), "input": item, "ctx": {"discriminator": "'type'"}}
+            )
+            continue
+        try:
+            out.append(LAYER_TYPES.get(tag, BlockUse).model_validate(item))
+        except ValidationError as exc:
+            errors += [_at(i, e) for e in exc.errors()]
+    if errors:
+        raise ValidationError.from_exception_data("layers", errors)
+    return out
+
+
+def _at(index: int, error: ErrorDetails) -> InitErrorDetails:
+    details: InitErrorDetails = {"type": error["type"], "loc": (index, *error["loc"]), "input": error["input"]}
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+def full_node_union() -> Any:
+    """The discriminated union of every layer class and block uses: for the JSON Schema (``archspec schema``),
+    which must describe every type; validation dispatches on ``type`` instead (``validated_nodes``)."""
+    tagged = (*(Annotated[cls, Tag(tag)] for tag, cls in LAYER_TYPES.items()), Annotated[BlockUse, Tag(BLOCK_TAG)])
+    return Annotated[Union[tagged], Discriminator(_node_tag)]  # noqa: UP007  # | cannot take a tuple
+
+
 if TYPE_CHECKING:
     AnyNode: TypeAlias = Layer | BlockUse
 else:
-    # A discriminated union of every layer class, plus block uses for any other type name.
-    _TAGGED = (
-        *(Annotated[cls, Tag(tag)] for tag, cls in LAYER_TYPES.items()),
-        Annotated[BlockUse, Tag(BLOCK_TAG)],
-    )
-    AnyNode = Annotated[Union[_TAGGED], Discriminator(_node_tag)]  # noqa: UP007  # | cannot take a tuple
+    # Serialised as what each node is (a Conv2d's fields), not as the base class the list declares.
+    AnyNode = SerializeAsAny[NetworkNode]

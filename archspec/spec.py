@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from archspec.layers import MAX_SIZE, AnyNode, Ident, Init, PositiveFloat, Ref, Size
+from archspec.layers import (
+    MAX_SIZE,
+    AnyNode,
+    Ident,
+    Init,
+    PositiveFloat,
+    Ref,
+    Size,
+    full_node_union,
+    validated_nodes,
+)
 
 # Adam's running-average coefficients: torch.optim.Adam refuses anything outside [0, 1).
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -68,7 +78,7 @@ class Network(_Frozen):
 
     inputs: Annotated[dict[Ident, InputKind], Field(min_length=1, max_length=16)] | None = None
     init: Init | None = None
-    layers: Annotated[list[AnyNode], Field(min_length=1, max_length=100_000)]
+    layers: Annotated[list[AnyNode], BeforeValidator(validated_nodes), Field(min_length=1, max_length=100_000)]
     outputs: (
         Annotated[
             tuple[Ref, ...],
@@ -151,3 +161,12 @@ class Spec(_Frozen):
     discriminator: Network
     train: Train = Train()
     description: str | None = None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the format, every layer type spelled out (validation dispatches on ``type`` instead,
+    building only the layer models a spec uses; the schema needs them all)."""
+    layers: Any = Annotated[list[full_node_union()], Field(min_length=1, max_length=100_000)]  # type: ignore[misc]  # a run-time union
+    network = create_model("Network", __base__=Network, layers=(layers, ...))
+    spec = create_model("Spec", __base__=Spec, generator=(network, ...), discriminator=(network, ...))
+    return spec.model_json_schema(by_alias=True)

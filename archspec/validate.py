@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 
 from archspec.errors import SpecError
 from archspec.graph import Finding
-from archspec.layers import BLOCK_TAG, LAYER_TYPES
+from archspec.layers import LAYER_TYPES
 from archspec.source import Loc, Source, dotted
 from archspec.spec import Block, Latent, Network, Spec, Train
 
@@ -131,16 +131,10 @@ class _Issue:
         rest: list[str | int] = []
         branch = None
         node, in_yaml = data, True
-        for prev, part in zip((None, *err["loc"]), err["loc"], strict=False):
+        # Layers are validated by their own class (layers.validated_nodes): no union tag stands in the path.
+        for part in err["loc"]:
             if isinstance(part, str) and "[" in part:
                 branch = part  # a union branch (``literal['same','valid']``): not in the YAML
-            elif (
-                (part in LAYER_TYPES or part == BLOCK_TAG)
-                and len(loc) >= 2
-                and loc[-2] == "layers"
-                and loc[-1] == prev
-            ):
-                pass  # a discriminated union's tag, right after the layer's index
             elif not in_yaml:
                 rest.append(part)
             elif _has(node, part):

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from archspec.layers import LAYER_TYPES, AnyNode
+from archspec.layers import LAYER_TYPES, full_node_union
 from archspec.rules import GRAPH_RULES, RULES, Problem, Step
 
-ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyNode)
+ADAPTER: TypeAdapter[Any] = TypeAdapter(full_node_union())
 
 
 def step(data: dict[str, Any], shape: tuple[int, ...]) -> Step:

@@ -22,12 +22,12 @@ from pydantic import TypeAdapter
 from torch import nn
 
 from archspec import shapes
-from archspec.layers import LAYER_TYPES, MAX_SIZE, AnyNode, Layer
+from archspec.layers import LAYER_TYPES, MAX_SIZE, Layer, full_node_union
 from archspec.modules import BUILDERS
 from archspec.rules import RULES, Problem, Step
 from archspec.trace import trace_network
 
-ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyNode)
+ADAPTER: TypeAdapter[Any] = TypeAdapter(full_node_union())
 CPU_LIMIT = 400_000  # values per tensor up to which the layer is also run for real on the CPU
 
 Shape = tuple[int, ...]
