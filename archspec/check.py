@@ -89,7 +89,7 @@ def spec_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTra
     findings: list[Finding] = []
     for net in (generator, discriminator):
         findings += list(net.findings)
-        findings += [fault_finding(fault, net) for fault in net.faults]
+        findings += [fault_finding(fault, net, spec) for fault in net.faults]
     return findings + gan_findings(spec, generator, discriminator)
 
 

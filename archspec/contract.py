@@ -22,7 +22,7 @@ from archspec.trace import LayerFault, NetworkTrace, Role, trace_graph
 __all__ = ["Finding", "data_range", "ends_in", "fault_finding", "gan_findings", "training_blocker"]
 
 
-def fault_finding(fault: LayerFault, trace: NetworkTrace) -> Finding:
+def fault_finding(fault: LayerFault, trace: NetworkTrace, spec: Spec | None = None) -> Finding:
     """A layer fault at its node, with a better fix when the cure is in the layer that feeds it (a view fed by a
     linear, a merge fed by a convolution) or, for a layer reading the latent or the image, in that input."""
     problem, node = fault.problem, fault.node
@@ -43,7 +43,7 @@ def fault_finding(fault: LayerFault, trace: NetworkTrace) -> Finding:
         elif given.kind == "image":
             message = message.replace("its input", "the image", 1)
     if problem.operand is not None and graph is not None and fix is None:
-        fix = _operand_fix(graph, node, fault, problem.operand)
+        fix = _operand_fix(graph, node, fault, problem.operand, spec)
     loc = node.loc if problem.field is None else (*node.loc, problem.field)
     return Finding(loc, node.path, message, fix, problem.detail, node.uses)
 
@@ -394,8 +394,9 @@ def _last_of(graph: Graph, node: Node, kind: str) -> Node | None:
     return None
 
 
-def _operand_fix(graph: Graph, node: Node, fault: LayerFault, operand: int) -> str | None:
-    """For a merge whose inputs disagree in channels only: set the channels of the layer that makes the odd one."""
+def _operand_fix(graph: Graph, node: Node, fault: LayerFault, operand: int, spec: Spec | None) -> str | None:
+    """For a merge whose inputs disagree in channels only: set the channels of the layer that makes the odd one;
+    where a block's argument sets them (``out_channels: $channels``), that argument at the block's use."""
     want, got = fault.inputs[0].shape, fault.inputs[operand].shape
     if len(want) != len(got) or want[1:] != got[1:] or want[0] == got[0]:
         if len(want) == len(got) == 3 and want[0] == got[0]:
@@ -410,7 +411,29 @@ def _operand_fix(graph: Graph, node: Node, fault: LayerFault, operand: int) -> s
     )
     if channels is None:
         return None
-    return f"{channels.layer.traits.channels}: {want[0]} in {channels.path.rsplit(' (', 1)[0]}"
+    field = channels.layer.traits.channels
+    assert field is not None
+    argument = _argument(spec, channels, field)
+    if argument is not None and channels.uses:
+        use = channels.uses[-1]
+        return f"{argument}: {want[0]} in {_dotted(use)} (the argument that sets {field} in block {channels.loc[1]})"
+    return f"{field}: {want[0]} in {channels.path.rsplit(' (', 1)[0]}"
+
+
+def _argument(spec: Spec | None, node: Node, field: str) -> str | None:
+    """The block parameter a block's layer takes ``field`` from (``out_channels: $channels`` → ``channels``)."""
+    if spec is None or node.loc[:1] != ("blocks",) or len(node.loc) < 4:
+        return None
+    block = spec.blocks.get(str(node.loc[1]))
+    index = node.loc[3]
+    if block is None or not isinstance(index, int) or index >= len(block.layers):
+        return None
+    written = block.layers[index].get(field)
+    return written[1:] if isinstance(written, str) and written.startswith("$") else None
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
 
 
 def _count(shape: Shape) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich import box
@@ -34,6 +35,16 @@ def console(file: TextIO | None = None) -> Console:
     )
 
 
+@dataclass(frozen=True)
+class Wide:
+    """A table printed whole to a file, however wide: a graph's, with its ``from`` column and indented blocks."""
+
+    table: Table
+
+    def __rich__(self) -> Table:
+        return self.table
+
+
 def emit(target: Console, *renderables: Any) -> None:
     """Print to a terminal as rich does; to a pipe or file without the padding spaces rich leaves at line ends."""
     if target.is_terminal:
@@ -44,7 +55,8 @@ def emit(target: Console, *renderables: Any) -> None:
         for renderable in renderables:
             # A graph's table may be wider than the page: a file gets it whole, never with cells cut short.
             page = target.width
-            if isinstance(renderable, Table):
+            if isinstance(renderable, Wide):
+                renderable = renderable.table
                 natural = Measurement.get(target, target.options.update(width=100_000), renderable).maximum
                 target.width = max(page, natural)
             target.print(renderable)
@@ -92,9 +104,9 @@ def _caption(net: NetworkTrace, given: str, makes: str) -> str:
     return f"{ins} → {outs}"
 
 
-def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
+def network_table(title: str, net: NetworkTrace, caption: str) -> Table | Wide:
     if net.graph is not None and not net.graph.chain:
-        return _graph_table(title, net, caption)
+        return Wide(_graph_table(title, net, caption))
     table = Table(title=f"{title}    {caption}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for header, justify in (
         ("#", "right"),

@@ -23,14 +23,14 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", ["conv_gan", "dcgan64", "tiny"])
+@pytest.mark.parametrize("name", ["conv_gan", "dcgan64", "tiny", "examples/resblock", "zoo/mimicry_sngan32"])
 def test_check_tables_match_golden_files(
     capsys: pytest.CaptureFixture[str], name: str, monkeypatch: pytest.MonkeyPatch, update_golden: bool
 ) -> None:
     monkeypatch.chdir(ROOT)
     code, out, err = run(capsys, "check", f"specs/{name}.yaml")
     assert (code, err) == (0, "")
-    golden = GOLDEN / f"check_{name}.txt"
+    golden = GOLDEN / f"check_{name.replace('/', '_')}.txt"
     if update_golden:
         golden.write_text(out, encoding="utf-8")
     assert out == golden.read_text(encoding="utf-8"), (

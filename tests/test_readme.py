@@ -34,9 +34,10 @@ def test_train_reference_lists_every_field() -> None:
         assert f"`{field}`" in README, f"README does not document train.{field}"
 
 
-def test_shown_seed_table_is_the_real_output() -> None:
-    golden = (ROOT / "tests" / "golden" / "check_conv_gan.txt").read_text(encoding="utf-8")
-    block = README.split("$ archspec check specs/conv_gan.yaml\n", 1)[1].split("```", 1)[0]
+@pytest.mark.parametrize(("spec", "golden_name"), [("conv_gan", "conv_gan"), ("examples/resblock", "examples_resblock")])
+def test_shown_tables_are_the_real_output(spec: str, golden_name: str) -> None:
+    golden = (ROOT / "tests" / "golden" / f"check_{golden_name}.txt").read_text(encoding="utf-8")
+    block = README.split(f"$ archspec check specs/{spec}.yaml\n", 1)[1].split("```", 1)[0]
     for line in block.splitlines():
         if line.strip() and line != "...":
             assert line in golden, f"README shows a line check does not print: {line!r}"
