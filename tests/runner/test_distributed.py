@@ -185,3 +185,20 @@ def test_a_users_mistake_under_torchrun_is_said_once(tmp_path: Path) -> None:
         "keeps its own batch statistics, so drop --sync-batchnorm"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@needs_gloo
+def test_a_graph_spec_trains_under_ddp(tmp_path: Path) -> None:
+    # residual blocks, a skip and spectral norm: GraphNetwork inside DistributedDataParallel
+    out = tmp_path / "runs"
+    spec = ROOT / "specs" / "examples" / "resblock.yaml"
+    result = _torchrun(
+        "train", spec, "--device", "cpu", "--max-steps", 2, "--batch-size", 4, "--log-every", 1,
+        "--limit", 32, "--out", out, "--no-progress",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    run = only_run(out, "resblock")
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["ranks_identical"] is True and doc["world_size"] == 2
+    assert "2.1.3.weight" in load_checkpoint(run / "checkpoints" / "last.pt")["generator"]
