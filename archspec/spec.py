@@ -47,7 +47,8 @@ class Train(_Frozen):
     """
 
     data: str | None = Field(None, description="HDF5 file; 'synthetic' (default) or 'random'")
-    epochs: Size = 1
+    # None: one pass, or as many as max_steps needs when max_steps is set (runner.train.plan_steps).
+    epochs: Size | None = None
     max_steps: Size | None = None
     batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 1
     shuffle: bool = False

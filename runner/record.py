@@ -26,6 +26,7 @@ from runner.config import Resolved, train_dict
 from runner.data import ImageSet
 from runner.device import World, describe_device
 from runner.run_state import Position
+from runner.schedule import Plan, images_per_step
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class TrainReport:
     resume_hint: str
     world_size: int = 1  # processes that trained; images_per_s counts all of them
     ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
+    stopped_by: str | None = None  # a finished run: "max_steps 500 reached" or "2 epochs done"
 
 
 def console(stdout: TextIO | None, world: World) -> TextIO:
@@ -89,7 +91,7 @@ class RunRecord:
         self._previous_sessions: list[Any] = list(previous.get("sessions", []))
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
 
-    def print_header(self, gan: GAN, pos: Position, total: int, per_epoch: int) -> None:
+    def print_header(self, gan: GAN, pos: Position, plan: Plan) -> None:
         """What is trained on what: the spec, data, device, model sizes, train settings, world and resume."""
         spec, cfg, info = self.resolved.spec, self.resolved.train, self.data.info
         low, high = info.value_range
@@ -108,7 +110,9 @@ class RunRecord:
             + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
             f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
             f"  train    {cfg.loss}, Adam lr {cfg.lr_g or cfg.lr:g}/{cfg.lr_d or cfg.lr:g} (G/D) betas "
-            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {total} steps ({per_epoch} per epoch)"
+            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {_plural(plan.total, 'step')} "
+            f"({plan.per_epoch} per epoch{_stop_note(plan)})"
+            + (f", {cfg.d_steps} critic updates per step, each on its own batch" if cfg.d_steps > 1 else "")
             + (f", EMA {cfg.ema:g}" if cfg.ema else "")
             + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
         ]
@@ -127,6 +131,12 @@ class RunRecord:
                 lines.append(
                     f"  changed  train section differs from the checkpoint's: {'; '.join(self.changes)}"
                 )
+        if plan.left_over:
+            lines.append(
+                f"  note     {_plural(plan.left_over, 'image')} of each epoch do not fill a step of "
+                f"{images_per_step(cfg)} and are skipped"
+                + (" (different ones each epoch)" if cfg.shuffle else "")
+            )
         if cfg.sync_batchnorm and not self.world.distributed:
             lines.append("  note     sync_batchnorm has no effect in a single process")
         lines += [f"  note     {note}" for note in self.notes]
@@ -134,8 +144,10 @@ class RunRecord:
 
     def print_report(self, report: TrainReport) -> None:
         """How the run ended, its speed and memory, its checkpoint, and (dry run) the files it wrote."""
+        stopped = f", {report.stopped_by}" if report.stopped_by else ""
         print(
-            f"{report.status}: step {report.step} ({report.steps_run} steps in {report.wall_s:.1f} s, "
+            f"{report.status}: step {report.step}{stopped} ({_plural(report.steps_run, 'step')} in "
+            f"{report.wall_s:.1f} s, "
             f"{report.images_per_s:.1f} images/s), peak memory {outputs.human_bytes(report.peak_memory_bytes)} "
             f"({report.peak_memory_kind})",
             file=self.out,
@@ -265,3 +277,14 @@ def _hwc(shape: tuple[int, int, int]) -> str:
 
 def _chw(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``, ``1,000 images``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _stop_note(plan: Plan) -> str:
+    if plan.stop == "max_steps":
+        return f", stops at max_steps {plan.total:,}"
+    return f", {_plural(plan.epochs, 'epoch')}"

@@ -66,9 +66,13 @@ def _train(cli: Cli, spec: Path, out: Path, *args: Any) -> Path:
 
 
 CASES = {
-    # 64 images / 16 per batch = 4 batches an epoch: 6 steps stop mid-epoch, 12 cross two epochs.
+    # 64 images / 16 per step = 4 steps an epoch: 6 steps stop mid-epoch, 12 cross two epochs. With 2 critic
+    # updates a step reads two batches: 2 x 8 images.
     "bce, shuffled, EMA, dropout": (_with_dropout, ["--ema", "0.9"]),
-    "wgan_gp, 2 critic steps, in order": (_critic, ["--loss", "wgan_gp", "--d-steps", "2", "--no-shuffle"]),
+    "wgan_gp, 2 critic steps, in order": (
+        _critic,
+        ["--loss", "wgan_gp", "--d-steps", "2", "--batch-size", "8", "--no-shuffle"],
+    ),
 }
 
 
