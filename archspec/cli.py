@@ -16,6 +16,7 @@ _CHECK_EXAMPLE = """example:
   archspec check specs/conv_gan.yaml                 tables, exit 0
   archspec check specs/broken/pad.yaml               file:line:col: error ... fix: padding: 1 gives 128×128
   archspec check specs/*.yaml --json | jq .totals    one JSON document per spec
+  archspec check specs/*.yaml --format github        errors as GitHub Actions annotations (CI)
 """
 _SUMMARY_EXAMPLE = """example:
   archspec summary specs/conv_gan.yaml    torchinfo tables of both networks, built on the meta device
@@ -43,10 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     from archspec.check import check_file
-    from archspec.report import console, print_result, to_json
+    from archspec.report import console, github_annotations, print_result, to_json
 
     results = [check_file(path, batch_size=args.batch_size) for path in args.specs]
-    if args.json:
+    if args.format == "github":
+        for result in results:
+            sys.stdout.write("".join(line + "\n" for line in github_annotations(result)))
+    elif args.json or args.format == "json":
         docs = [to_json(r) for r in results]
         json.dump(docs[0] if len(docs) == 1 else docs, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -72,12 +76,9 @@ def summary_command(args: argparse.Namespace) -> int:
 
 
 def schema_command(args: argparse.Namespace) -> int:
-    from archspec.spec import Spec
+    from archspec.schema import spec_schema
 
-    schema = Spec.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "archspec GAN spec"
-    json.dump(schema, sys.stdout, indent=2)
+    json.dump(spec_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
@@ -96,6 +97,13 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     check = _add(sub, "check", "validate specs and print every layer's shape", _CHECK_EXAMPLE)
     check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML)")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (tables; errors as FILE:LINE:COL: error: ...), json (= --json), or github: one "
+        "::error file=,line=,col=:: annotation per error, for GitHub Actions",
+    )
     check.add_argument(
         "--batch-size",
         type=positive_int,

@@ -33,9 +33,7 @@ def test_check_tables_match_golden_files(
     golden = GOLDEN / f"check_{name}.txt"
     if update_golden:
         golden.write_text(out, encoding="utf-8")
-    assert out == golden.read_text(encoding="utf-8"), (
-        "after a deliberate change: pytest --update-golden"
-    )
+    assert out == golden.read_text(encoding="utf-8"), "after a deliberate change: pytest --update-golden"
 
 
 def test_seed_table_shows_the_seed_facts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,6 +99,47 @@ def test_invalid_spec_prints_errors_to_stderr_and_exits_1(
     assert first.startswith(f"{spec}:") and ": error: generator.layers[6] (conv_transpose2d): " in first
     assert "fix: padding: 1 gives 16×16" in err
     assert err.rstrip().endswith("1 error")
+
+
+@pytest.mark.parametrize("columns", ["160", "40"])
+def test_a_piped_error_line_is_never_wrapped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    spec = tmp_path / "a_spec_file_with_a_rather_long_name_to_make_the_line_long.yaml"
+    spec.write_text(
+        (SPECS / "tiny.yaml").read_text().replace("out_features: 128}", "out_features: 1" + "0" * 150 + "}")
+    )
+    code, _, err = run(capsys, "check", str(spec))
+    assert code == 1
+    first, *rest = err.splitlines()
+    assert len(first) > 200  # one line, however long and whatever COLUMNS says
+    assert first.startswith(f"{spec}:") and first.endswith("0" * 150)
+    assert rest == [f"{spec}: 1 error"]
+
+
+def test_format_github_prints_one_annotation_per_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "check", "--format", "github", str(SPECS / "broken" / "pad.yaml"), str(SPECS / "tiny.yaml")
+    )
+    assert code == 1 and err == ""
+    pad = SPECS / "broken" / "pad.yaml"
+    assert out.splitlines() == [
+        f"::error file={pad},line=22,col=7,title=archspec::generator.layers[9] (conv_transpose2d): output "
+        "130×130, the image is 128×128%0A(62−1)·2 − 2·0 + 7 + 0 + 1 = 130%0Afix: padding: 1 gives 128×128",
+        f"{pad}: 1 error",
+        f"{SPECS / 'tiny.yaml'}: ok",
+    ]
+
+
+def test_format_github_escapes_what_the_runner_would_split_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "a,b:c%.yaml"
+    code, out, _ = run(capsys, "check", "--format", "github", str(spec))
+    assert code == 1
+    escaped = str(spec).replace("%", "%25").replace(":", "%3A").replace(",", "%2C")
+    assert out.splitlines()[0].startswith(f"::error file={escaped},title=archspec::")  # no line: no such file
 
 
 def test_several_specs_exit_1_if_any_is_invalid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
