@@ -16,6 +16,7 @@ from archspec.layers import Layer
 from archspec.rules import Shape, fmt
 from archspec.spec import Spec
 from archspec.trace import LayerFault, NetworkTrace, Role, trace_network
+from archspec.words import plural
 
 _SPATIAL = ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "upsample")
 _CHANNELS = ("conv2d", "conv_transpose2d")
@@ -116,7 +117,7 @@ def _generator_output(spec: Spec, generator: NetworkTrace) -> Iterator[Finding]:
             yield Finding(
                 ("generator", "layers", index, "out_channels"),
                 _path("generator", index, layers[index]),
-                f"output {fmt(out)} has {out[0]} channels, but the image {fmt(image)} has {image[0]}",
+                f"output {fmt(out)} has {plural(out[0], 'channel')}, but the image {fmt(image)} has {image[0]}",
                 f"out_channels: {image[0]}",
             )
     if out[1:] != image[1:]:

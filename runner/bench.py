@@ -36,6 +36,7 @@ from archspec.check import check_file
 from archspec.contract import data_range
 from archspec.errors import SpecInvalid
 from archspec.modules import GAN
+from archspec.words import plural
 from runner.config import Resolved, load_spec, resolve
 from runner.data import ImageSet, epoch_generator, open_images
 from runner.device import describe_device, peak_memory, prepare_device, resolve_device, synchronize
@@ -203,7 +204,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 # Say, e.g., that batch norm cannot train one image at a time, and bench the other loops.
                 result.skipped[variant] = err.errors[0].headline() if err.errors else "does not check"
         if progress is not None:
-            progress(f"timing {options.steps} steps of each, interleaved")
+            progress(f"timing {plural(options.steps, 'step')} of each, interleaved")
         chunks = _split(options.steps, _CHUNKS)
         times = _interleaved(loops, chunks, device)
     finally:
@@ -510,7 +511,7 @@ def _feed(data: ImageSet, batch: int, device: torch.device | None) -> Generator[
 
 def _cycle(data: ImageSet, batch: int) -> Generator[torch.Tensor, None, None]:
     if len(data) < batch:
-        raise RunError(f"bench: {len(data)} images, fewer than one batch of {batch}")
+        raise RunError(f"bench: {plural(len(data), 'image')}, fewer than one batch of {batch}")
     epoch = 0
     while True:
         yield from data.batches(batch, shuffle=True, generator=epoch_generator(epoch, 0))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from archspec.cli import int_at_least, positive_int
 from archspec.errors import SpecInvalid
+from archspec.words import plural
 from runner.config import Flag, train_flags
 from runner.errors import RunError
 
@@ -43,6 +44,7 @@ Ctrl-C saves checkpoints/last.pt and exits with code 130.
 """
 _SAMPLE_EXAMPLE = """example:
   archspec sample runs/conv_gan/20261128-021500/checkpoints/last.pt --n 16 --out grid.png
+  archspec sample runs/conv_gan/20261128-021500      the newest checkpoint, into the run's samples/
 """
 _BENCH_EXAMPLE = """examples:
   archspec bench specs/tiny.yaml                               a few seconds on a CPU
@@ -94,11 +96,10 @@ def sample_command(args: argparse.Namespace) -> int:
     """``archspec sample``: a PNG grid from a checkpoint."""
     from runner.sample import sample
 
-    report = sample(
-        Path(args.checkpoint), args.n, Path(args.out), seed=args.seed, device=args.device, force=args.force
-    )
+    out = Path(args.out) if args.out is not None else None
+    report = sample(Path(args.checkpoint), args.n, out, seed=args.seed, device=args.device, force=args.force)
     print(
-        f"wrote {report.path}: {report.count} images from the {report.weights} weights at step {report.step}"
+        f"wrote {report.path}: {plural(report.count, 'image')} from the {report.weights} weights at step {report.step}"
     )
     return 0
 
@@ -154,7 +155,7 @@ def pack_command(args: argparse.Namespace) -> int:
         )
     n, height, width, channels = report.shape
     print(
-        f"packed {report.count} images into {report.path}: dataset 'images' {n}x{height}x{width}x{channels} uint8"
+        f"packed {plural(report.count, 'image')} into {report.path}: dataset 'images' {n}x{height}x{width}x{channels} uint8"
     )
     return 0
 
@@ -198,7 +199,11 @@ def _add_sample(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--n", type=positive_int, default=16, help="number of images (default 16, at most 1024)"
     )  # 1024: runner.sample.MAX_IMAGES, not imported here since it would bring torch
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the grid")
+    parser.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="where to write the grid (default: RUN/samples/sample_stepSTEP_seedSEED_nN.png)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import torch
 
+from archspec.words import plural
 from runner.errors import RunError
 from runner.seeds import mixed_seed
 from runner.synthetic import synthetic_faces
@@ -183,7 +184,7 @@ class _Candidate:
 
     def describe(self) -> str:
         what = "4-D dataset" if self.kind == "dataset" else "group of per-image datasets"
-        return f"'{self.name}' ({what}, {self.count} images)"
+        return f"'{self.name}' ({what}, {plural(self.count, 'image')})"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import torch
 
 from archspec.modules import GAN
+from archspec.words import plural
 from runner import distributed, outputs
 from runner.config import Resolved, train_dict
 from runner.data import ImageSet
@@ -87,6 +88,7 @@ class RunRecord:
         self.resumed_from: Path | None = None
         self.changes: list[str] = []
         self.notes: list[str] = []
+        self.temporary = False  # a dry run in a temporary folder, removed at the end
         previous = _read_json(run_dir / "run.json") or {}
         self._previous_sessions: list[Any] = list(previous.get("sessions", []))
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
@@ -110,7 +112,7 @@ class RunRecord:
             + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
             f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
             f"  train    {cfg.loss}, Adam lr {cfg.lr_g or cfg.lr:g}/{cfg.lr_d or cfg.lr:g} (G/D) betas "
-            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {_plural(plan.total, 'step')} "
+            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {plural(plan.total, 'step')} "
             f"({plan.per_epoch} per epoch{_stop_note(plan)})"
             + (f", {cfg.d_steps} critic updates per step, each on its own batch" if cfg.d_steps > 1 else "")
             + (f", EMA {cfg.ema:g}" if cfg.ema else "")
@@ -133,7 +135,7 @@ class RunRecord:
                 )
         if plan.left_over:
             lines.append(
-                f"  note     {_plural(plan.left_over, 'image')} of each epoch do not fill a step of "
+                f"  note     {plural(plan.left_over, 'image')} of each epoch do not fill a step of "
                 f"{images_per_step(cfg)} and are skipped"
                 + (" (different ones each epoch)" if cfg.shuffle else "")
             )
@@ -146,7 +148,7 @@ class RunRecord:
         """How the run ended, its speed and memory, its checkpoint, and (dry run) the files it wrote."""
         stopped = f", {report.stopped_by}" if report.stopped_by else ""
         print(
-            f"{report.status}: step {report.step}{stopped} ({_plural(report.steps_run, 'step')} in "
+            f"{report.status}: step {report.step}{stopped} ({plural(report.steps_run, 'step')} in "
             f"{report.wall_s:.1f} s, "
             f"{report.images_per_s:.1f} images/s), peak memory {outputs.human_bytes(report.peak_memory_bytes)} "
             f"({report.peak_memory_kind})",
@@ -159,7 +161,10 @@ class RunRecord:
             print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
         if self.dry_run:
             files = sorted({str(p) for p in outputs.relative_files(self.run_dir, self.written)})
-            print(f"dry run: one step of everything into {self.run_dir}: {', '.join(files)}", file=self.out)
+            where = f"into {self.run_dir}: {', '.join(files)}"
+            if self.temporary:
+                where += "; the temporary folder is removed now (--out DIR keeps a dry run's files)"
+            print(f"dry run: one step of everything {where}", file=self.out)
         self.out.flush()
 
     def write_run_json(
@@ -279,12 +284,7 @@ def _chw(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _plural(n: int, noun: str) -> str:
-    """``1 step``, ``2 steps``, ``1,000 images``."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 def _stop_note(plan: Plan) -> str:
     if plan.stop == "max_steps":
         return f", stops at max_steps {plan.total:,}"
-    return f", {_plural(plan.epochs, 'epoch')}"
+    return f", {plural(plan.epochs, 'epoch')}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import signal
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from torch import nn
 
 from archspec.layers import MAX_SIZE
 from archspec.modules import GAN
+from archspec.words import plural
 from runner import checkpoint as ckpt
 from runner import distributed, outputs
 from runner.config import Resolved, resolve, train_changes
@@ -69,7 +71,10 @@ def train(options: TrainOptions) -> TrainReport:
     """
     with distributed.session() as world:
         trainer = Trainer.setup(options, world)
-        return trainer.run()
+        try:
+            return trainer.run()
+        finally:
+            trainer.remove_temporary()
 
 
 class Trainer:
@@ -108,9 +113,12 @@ class Trainer:
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.last_checkpoint: Path | None = None
         self.ranks_identical: bool | None = None
+        # A dry run without --out goes to a temporary folder, removed when the run ends.
+        self.temporary = run_dir.parents[1] if options.dry_run and "out" not in options.overrides else None
         self.record = RunRecord(
             run_dir, resolved, options.overrides, options.dry_run, device, data, self.world, self.out
         )
+        self.record.temporary = self.temporary is not None
         self._stop_requested = False
         self._stop_agreed = False  # under torchrun: some rank asked to stop, as of the last log step
         self._session_start = time.perf_counter()
@@ -362,6 +370,11 @@ class Trainer:
 
     # --- cleanup -------------------------------------------------------------------------------------------------
 
+    def remove_temporary(self) -> None:
+        """Remove a dry run's temporary folder (rank 0 made it, rank 0 removes it)."""
+        if self.temporary is not None and self.world.is_main:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+
     def _finish(self) -> None:
         self._sample(self.run_dir / "samples" / "final.png")
         self._save(self.run_dir / "checkpoints" / ckpt.LAST)
@@ -451,7 +464,7 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
         if cfg.d_steps > 1:
             need = f"one step's {cfg.d_steps} batches of {cfg.batch_size} (a fresh one per critic update)"
         raise RunError(
-            f"{source}: {len(data)} images{each}, fewer than {need}; lower --batch-size or use more images"
+            f"{source}: {plural(len(data), 'image')}{each}, fewer than {need}; lower --batch-size or use more images"
         )
     if device.type != "cpu" and (
         cfg.data_on_device == "always"

@@ -171,6 +171,9 @@ def test_summary_runs_torchinfo_without_weights(capsys: pytest.CaptureFixture[st
     code, out, _ = run(capsys, "summary", str(SPECS / "conv_gan.yaml"))
     assert code == 0
     assert "Total params: 4,330,816" in out and "Total params: 4,294,448" in out
+    # torchinfo's Mult-Adds and check's MACs side by side, with why they differ.
+    assert out.rstrip().endswith("check's MACs at batch 1: G 3,483,258,316 · D 3,245,457,708")
+    assert "each bias as one more multiply-add" in out
 
 
 def test_check_imports_no_torch() -> None:

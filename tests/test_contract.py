@@ -80,7 +80,7 @@ def test_generator_channels_differ_from_the_image(small_text: str) -> None:
     error = only(text)
     assert (error.line, error.column) == where(text, "out_channels: |1")
     assert error.path == "generator.layers[6] (conv_transpose2d)"
-    assert error.message == "output [1, 16, 16] has 1 channels, but the image [3, 16, 16] has 3"
+    assert error.message == "output [1, 16, 16] has 1 channel, but the image [3, 16, 16] has 3"
     assert error.fix == "out_channels: 3"
 
 

@@ -260,6 +260,19 @@ def test_sample_refuses_to_overwrite(cli: Cli, tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sample_without_out_writes_into_the_run_folder(cli: Cli, tmp_path: Path) -> None:
+    run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 2)
+    result = cli("sample", run, "--n", 4, "--seed", 1)
+    assert result.code == 0, result.err
+    grid = run / "samples" / "sample_step000002_seed1_n4.png"
+    assert f"wrote {grid}: 4 images" in result.out and grid.is_file()
+    assert "already exists" in one_error_line(cli("sample", run, "--n", 4, "--seed", 1))
+    loose = tmp_path / "loose.pt"
+    loose.write_bytes((run / "checkpoints" / "last.pt").read_bytes())
+    assert cli("sample", loose, "--n", 1).code == 0
+    assert (tmp_path / "sample_step000002_seed0_n1.png").is_file()
+
+
 def test_sample_from_a_run_folder_uses_its_newest_checkpoint(cli: Cli, tmp_path: Path) -> None:
     run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 3, "--checkpoint-every", 2)
     (run / "checkpoints" / "last.pt").unlink()  # as after a kill -9: step_000002.pt is the newest left
