@@ -55,9 +55,10 @@ Loops: (a) the seed's one-image loop by hand, (b) archspec fp32 at --batch-size,
 channels_last + fused Adam + data on the device at --fast-batch-size, (d) (b)'s updates by hand.
 MFU = images/s x the compiler's train-step FLOPs per image / the GPU's peak FLOP/s.
 """
-_PACK_EXAMPLE = """example:
+_PACK_EXAMPLE = """examples:
   archspec data pack img_align_celeba.zip celeba128.h5 --size 128 --limit 20000
   archspec train specs/conv_gan.yaml --data celeba128.h5
+  archspec data pack lfw_subset.npy lfw32.h5 --size 32 --resize --channels 1    grey faces, one channel
 """
 
 
@@ -151,11 +152,19 @@ def pack_command(args: argparse.Namespace) -> int:
             progress.update(task, completed=done, total=total)
 
         report = pack_images(
-            Path(args.src), Path(args.out), args.size, args.limit, args.resize, advance, overwrite=args.force
+            Path(args.src),
+            Path(args.out),
+            args.size,
+            args.limit,
+            args.resize,
+            advance,
+            overwrite=args.force,
+            channels=args.channels,
         )
     n, height, width, channels = report.shape
     print(
-        f"packed {plural(report.count, 'image')} into {report.path}: dataset 'images' {n}x{height}x{width}x{channels} uint8"
+        f"packed {plural(report.count, 'image')} into {report.path}, each {report.fitted}: dataset 'images' "
+        f"{n}x{height}x{width}x{channels} uint8"
     )
     return 0
 
@@ -213,8 +222,15 @@ def _add_sample(subparsers: SubParsers) -> None:
 def _add_data(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "data", "prepare image data for training", _PACK_EXAMPLE)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    pack = _parser(commands, "pack", "pack a folder or .zip of images into one HDF5 file", _PACK_EXAMPLE)
-    pack.add_argument("src", metavar="SRC", help="a folder (searched recursively) or a .zip of images")
+    pack = _parser(
+        commands, "pack", "pack a folder, .zip or .npy of images into one HDF5 file", _PACK_EXAMPLE
+    )
+    pack.add_argument(
+        "src",
+        metavar="SRC",
+        help="a folder (searched recursively) or a .zip of images, or a .npy array (N, H, W[, C]) of "
+        "uint8 or [0, 1] floats",
+    )
     pack.add_argument("out", metavar="OUT.h5", help="the HDF5 file to write")
     pack.add_argument(
         "--size", type=positive_int, default=128, help="centre-crop to SIZE x SIZE (default 128)"
@@ -223,6 +239,13 @@ def _add_data(subparsers: SubParsers) -> None:
         "--limit", type=positive_int, metavar="N", help="the first N images (in sorted path order)"
     )
     pack.add_argument("--resize", action="store_true", help="scale the shorter side to SIZE before cropping")
+    pack.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="3: RGB (default); 1: grey, for a spec whose image has one channel",
+    )
     pack.add_argument("--force", action="store_true", help="replace OUT.h5 if it exists")
     pack.set_defaults(func=_guarded(pack_command))
     parser.set_defaults(func=functools.partial(_usage, parser))

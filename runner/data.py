@@ -359,6 +359,7 @@ def _check_images(
     if s_c == 3 and w_c != 3:
         raise RunError(
             f"{where}: images have 3 channels but the spec's image has {w_c}; set image: [3, {w_h}, {w_w}]"
+            + (", or repack in grey with `archspec data pack SRC OUT.h5 --channels 1`" if w_c == 1 else "")
         )
     if s_h < w_h or s_w < w_w:
         raise RunError(

@@ -106,8 +106,9 @@ class RunRecord:
         )
         lines = [
             f"archspec train {spec.name} ({self.resolved.path}) → {self.run_dir}",
-            f"  data     {info.source} ({info.layout}): {info.count} images, stored {_hwc(info.stored_shape)}, "
-            f"trained as {_chw(spec.image)} in [{low:g}, {high:g}], {where}",
+            f"  data     {info.source} ({info.layout}): {plural(info.count, 'image')}, stored "
+            f"{_hwc(info.stored_shape)}{_fitted(info.stored_shape, spec.image)}, trained as {_chw(spec.image)} in "
+            f"[{low:g}, {high:g}], {where}",
             f"  device   {describe_device(self.device)}"
             + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
             f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
@@ -288,3 +289,10 @@ def _stop_note(plan: Plan) -> str:
     if plan.stop == "max_steps":
         return f", stops at max_steps {plan.total:,}"
     return f", {plural(plan.epochs, 'epoch')}"
+
+
+def _fitted(stored: tuple[int, int, int], image: tuple[int, ...]) -> str:
+    """How stored images larger than the spec's are fitted to it (the seed's centre crop), if they are."""
+    if stored[:2] == tuple(image[1:]):
+        return ""
+    return f", centre-cropped to {image[1]}x{image[2]}"
