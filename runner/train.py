@@ -383,7 +383,10 @@ class Trainer:
     def _plot(self) -> None:
         if self.world.is_main and self.metrics.rows:
             outputs.plot_losses(
-                self.metrics.rows, self.run_dir / "loss.png", f"{self.resolved.spec.name}: losses"
+                self.metrics.rows,
+                self.run_dir / "loss.png",
+                f"{self.resolved.spec.name}: losses",
+                self.cfg.loss,
             )
             self.record.written.append(self.run_dir / "loss.png")
 
