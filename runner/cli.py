@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archspec.builtin import find_spec
 from archspec.cli import int_at_least, positive_int
 from archspec.errors import SpecInvalid
 from archspec.words import plural
@@ -76,7 +77,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     overrides = {k[len("set_") :]: v for k, v in vars(args).items() if k.startswith("set_")}
     options = TrainOptions(
-        spec=args.spec,
+        spec=find_spec(args.spec),
         overrides=overrides,
         resume=args.resume,
         dry_run=args.dry_run,
@@ -110,7 +111,7 @@ def bench_command(args: argparse.Namespace) -> int:
     from runner.bench import BenchOptions, check_json_path, print_result, run_bench, write_json
 
     options = BenchOptions(
-        spec=args.spec,
+        spec=find_spec(args.spec),
         steps=args.steps,
         warmup=args.warmup,
         batch_size=args.batch_size,
@@ -174,7 +175,7 @@ def pack_command(args: argparse.Namespace) -> int:
 
 def _add_train(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "train", "train a spec's GAN (CUDA when present, else CPU)", _TRAIN_EXAMPLE)
-    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML), or a built-in spec by name")
     parser.add_argument(
         "--resume",
         metavar="auto|PATH",
@@ -255,7 +256,7 @@ def _add_bench(subparsers: SubParsers) -> None:
     parser = _parser(
         subparsers, "bench", "time training steps against hand-written PyTorch loops", _BENCH_EXAMPLE
     )
-    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML), or a built-in spec by name")
     parser.add_argument(
         "--steps", type=positive_int, default=50, metavar="N", help="timed steps per loop (default 50)"
     )
