@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archspec.contract import Finding, fault_finding, gan_findings
+from archspec.contract import Finding, fault_finding, gan_findings, image_order, image_order_finding
 from archspec.errors import SpecError
 from archspec.layers import MAX_SIZE
 from archspec.source import Source, SourceError, parse_source, read_source
@@ -78,9 +78,14 @@ def check_source(source: Source, batch_size: int | None = None) -> CheckResult:
 def spec_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
     """Every problem of a validated spec: each network's layer faults, then the GAN contract and train fit."""
     findings: list[Finding] = []
-    for net, layers in ((generator, spec.generator.layers), (discriminator, spec.discriminator.layers)):
-        findings += [fault_finding(net.role, fault, list(layers)) for fault in net.faults]
-    return findings + gan_findings(spec, generator, discriminator)
+    nets = ((generator, spec.generator.layers, spec.image), (discriminator, spec.discriminator.layers, (1,)))
+    for net, layers, target in nets:
+        findings += [fault_finding(net.role, fault, list(layers), target) for fault in net.faults]
+    findings += gan_findings(spec, generator, discriminator)
+    swapped = image_order(spec) if findings else None
+    if swapped is not None and not spec_findings(swapped, *trace_spec(swapped)):
+        return [image_order_finding(spec, swapped)]  # one error for [H, W, C], not one per layer it upsets
+    return findings
 
 
 def _error(source: Source, finding: Finding) -> SpecError:

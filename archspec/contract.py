@@ -8,11 +8,12 @@ Each failure comes with a fix computed by re-tracing the network with the change
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from archspec.layers import Layer
+from archspec.layers import LAYER_TYPES, Layer
 from archspec.rules import Shape, fmt
 from archspec.spec import Spec
 from archspec.trace import LayerFault, NetworkTrace, Role, trace_network
@@ -46,16 +47,24 @@ class Finding:
     detail: tuple[str, ...] = ()
 
 
-def fault_finding(role: Role, fault: LayerFault, layers: Sequence[Layer]) -> Finding:
+def fault_finding(
+    role: Role, fault: LayerFault, layers: Sequence[Layer], target: Shape | None = None
+) -> Finding:
     """A layer fault, with a better fix when the cure is in an earlier layer (a view fed by a linear) or, for the
-    first layer, in the latent size or the image."""
+    first layer, in the latent size or the image. ``target`` is what the network must output (the image, or
+    [1]), when known: a fix is offered only if the network then traces to it, or it says what else is needed."""
     problem = fault.problem
     message, fix = problem.message, problem.fix
     needed = problem.extra.get("needed")
     if needed is not None:
         feeder = _feeding_layer(layers, fault.index, ("linear",))
         if feeder is not None:
-            fix = f"out_features: {needed} in {role}.layers[{feeder}], or {fix}"
+            changed = layers[fault.index].model_copy(update={"shape": problem.extra["fix_shape"]})
+            other = _fits(role, fault.input, [changed, *layers[fault.index + 1 :]], target)
+            fix = f"out_features: {needed} in {role}.layers[{feeder}]" + (f", or {fix}" if other else "")
+    flat = problem.extra.get("flat")
+    if flat is not None:
+        fix = _first_view(role, fault, layers, flat, target)
     declared = problem.extra.get("declared")
     if declared is not None and fault.index == 0:
         actual = problem.extra["actual"]
@@ -70,6 +79,26 @@ def fault_finding(role: Role, fault: LayerFault, layers: Sequence[Layer]) -> Fin
     if problem.field:
         loc = (*loc, problem.field)
     return Finding(loc, _path(role, fault.index, layers[fault.index]), message, fix, problem.detail)
+
+
+def image_order(spec: Spec) -> Spec | None:
+    """The spec with its image read as channels last ([H, W, C] → [C, H, W]), if it looks written that way."""
+    c, h, w = spec.image
+    if w in (1, 3, 4) and c not in (1, 3, 4) and h > 4:
+        return spec.model_copy(update={"image": (w, c, h)})
+    return None
+
+
+def image_order_finding(spec: Spec, swapped: Spec) -> Finding:
+    """The one finding for an image written channels last, when swapping it makes the spec check."""
+    c, h, w = spec.image
+    return Finding(
+        ("image",),
+        "image",
+        f"{fmt(spec.image)} reads as {plural(c, 'channel')} of {h}×{w} pixels; archspec's image is "
+        "[channels, height, width] (channels first, as PyTorch's)",
+        f"image: {fmt(swapped.image)}",
+    )
 
 
 def gan_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTrace) -> list[Finding]:
@@ -192,8 +221,8 @@ def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[F
     layers = spec.discriminator.layers
     last = len(layers) - 1
     if len(out) > 1:
-        fix = "append {type: flatten}"
-        if _count(out) != 1:
+        fix = _flatten_before_linear(discriminator, layers) or "append {type: flatten}"
+        if _count(out) != 1 and fix.startswith("append"):
             fix += " and {type: linear, out_features: 1}"
     else:
         linear = _last_of(layers, ("linear",))
@@ -208,6 +237,17 @@ def _discriminator_output(spec: Spec, discriminator: NetworkTrace) -> Iterator[F
         f"output {fmt(out)}, but a discriminator gives one value per sample, [1]",
         fix,
     )
+
+
+def _flatten_before_linear(discriminator: NetworkTrace, layers: Sequence[Layer]) -> str | None:
+    """A linear fed a [C, H, W] map (torch applies it to the last axis alone) wants a flatten before it."""
+    flatten = LAYER_TYPES["flatten"].model_validate({"type": "flatten"})
+    for t in discriminator.layers:
+        if t.type == "linear" and len(t.input) > 1:
+            if _fits("discriminator", t.input, [flatten, *layers[t.index :]], (1,)):
+                return f"insert {{type: flatten}} before discriminator.layers[{t.index}] (linear)"
+            return None
+    return None
 
 
 # --- the train section fits the networks ---------------------------------------------------------------------------
@@ -294,6 +334,43 @@ def _feeding_layer(layers: Sequence[Layer], index: int, kinds: tuple[str, ...]) 
         if kind not in _ELEMENTWISE:
             return None
     return None
+
+
+def _fits(role: Role, input_shape: Shape, layers: Sequence[Layer], target: Shape | None) -> bool:
+    """Whether ``layers`` trace from ``input_shape`` without a fault (to ``target``, when given)."""
+    trace = trace_network(role, input_shape, layers)
+    return trace.complete and not trace.faults and (target is None or trace.output == target)
+
+
+def _first_view(
+    role: Role, fault: LayerFault, layers: Sequence[Layer], flat: int, target: Shape | None
+) -> str:
+    """The view that turns a flat [N] into the [C, H, W] the faulting layer needs: [N, 1, 1] (DCGAN's), or
+    C × H × H = N, the first after which the rest of the network traces to ``target``."""
+    rest = list(layers[fault.index :])
+    for shape in _view_shapes(flat):
+        if _fits(role, fault.input, [_view(shape), *rest], target):
+            return f"insert {{type: view, shape: {fmt(shape)}}} before this layer"
+    trace = trace_network(role, fault.input, [_view((flat, 1, 1)), *rest])
+    then = (
+        f"the network then outputs {fmt(trace.output)}, not {fmt(target)}"
+        if trace.complete and not trace.faults and trace.output is not None and target is not None
+        else "the layers after it need changes too"
+    )
+    return (
+        f"insert {{type: view, shape: [{flat}, 1, 1]}} before this layer ({then}: no view of [{flat}] fits)"
+    )
+
+
+def _view_shapes(n: int) -> Iterator[Shape]:
+    yield (n, 1, 1)
+    for h in range(2, math.isqrt(n) + 1):
+        if n % (h * h) == 0:
+            yield (n // (h * h), h, h)
+
+
+def _view(shape: Shape) -> Layer:
+    return LAYER_TYPES["view"].model_validate({"type": "view", "shape": list(shape)})
 
 
 def _count(shape: Shape) -> int:

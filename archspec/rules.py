@@ -58,16 +58,18 @@ def spatial(h: int, w: int) -> str:
 
 def _need_rank(layer: L.Layer, shape: Shape, ranks: tuple[int, ...], what: str) -> None:
     if len(shape) not in ranks:
-        fix = None
+        fix, extra = None, {}
         if layer.type == "batch_norm1d" and len(shape) == 3:
             fix = "type: batch_norm2d (batch_norm1d takes [C] or [C, L])"
         elif layer.type == "batch_norm2d" and len(shape) in (1, 2):
             fix = "type: batch_norm1d (batch_norm2d takes [C, H, W])"
         elif 3 in ranks and len(shape) == 1:
-            fix = "insert a {type: view, shape: [C, H, W]} before this layer"
+            # [N] as N channels of 1×1 (DCGAN's first view); contract.fault_finding tries other shapes.
+            fix = f"insert {{type: view, shape: [{shape[0]}, 1, 1]}} before this layer"
+            extra = {"flat": shape[0]}
         elif ranks == (1,) or (1 in ranks and len(shape) > 2):
             fix = "insert {type: flatten} before this layer"
-        raise Problem(f"{layer.type} expects {what}, but its input is {fmt(shape)}", fix=fix)
+        raise Problem(f"{layer.type} expects {what}, but its input is {fmt(shape)}", fix=fix, extra=extra)
 
 
 def _check_declared(field_name: str, declared: int | None, shape: Shape, what: str, step: Step) -> Step:
@@ -364,16 +366,20 @@ def view(layer: L.View, shape: Shape) -> Step:
             f"shape {fmt(target)} holds {known:,} values, the input {fmt(shape)} has {count:,}",
             fix=_view_fix(count, target),
             field="shape",
-            extra={"needed": known, "given": count},
+            extra={"needed": known, "given": count, "fix_shape": _view_fix_shape(count, target)},
         )
     return Step(target)
 
 
 def _view_fix(count: int, target: Shape) -> str:
+    return f"shape: {fmt(_view_fix_shape(count, target))}"
+
+
+def _view_fix_shape(count: int, target: Shape) -> Shape:
     rest = math.prod(d for d in target[1:] if d != -1)
     if len(target) > 1 and count % rest == 0 and -1 not in target[1:]:
-        return f"shape: {fmt((count // rest, *target[1:]))}"
-    return f"shape: [{count}]"
+        return (count // rest, *target[1:])
+    return (count,)
 
 
 Rule = Callable[[Any, Shape], Step]

@@ -248,7 +248,7 @@ def test_a_declared_input_size_that_agrees_is_fine() -> None:
             {"type": "conv2d", "out_channels": 3, "kernel_size": 1},
             (128,),
             "conv2d expects [C, H, W], but its input is [128]",
-            "insert a {type: view, shape: [C, H, W]} before this layer",
+            "insert {type: view, shape: [128, 1, 1]} before this layer",
         ),
         (
             {"type": "batch_norm1d"},
@@ -289,7 +289,8 @@ def test_view_element_count_mismatch_gives_a_matching_shape() -> None:
     p = problem({"type": "view", "shape": [3, 11, 11]}, (360,))
     assert p.message == "shape [3, 11, 11] holds 363 values, the input [360] has 360"
     assert p.fix == "shape: [360]"
-    assert p.extra == {"needed": 363, "given": 360}  # the contract turns this into out_features: 363
+    # the contract turns this into out_features: 363, and keeps shape: [360] only if the network then traces
+    assert p.extra == {"needed": 363, "given": 360, "fix_shape": (360,)}
 
 
 def test_view_fix_keeps_the_trailing_dimensions_when_it_can() -> None:
