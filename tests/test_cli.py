@@ -23,7 +23,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", ["conv_gan", "dcgan64", "tiny"])
+@pytest.mark.parametrize("name", ["conv_gan", "dcgan32", "dcgan64", "tiny"])
 def test_check_tables_match_golden_files(
     capsys: pytest.CaptureFixture[str], name: str, monkeypatch: pytest.MonkeyPatch, update_golden: bool
 ) -> None:
