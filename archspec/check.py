@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archspec.contract import fault_finding, gan_findings, training_blocker
+from archspec.contract import fault_finding, gan_findings, image_order, image_order_finding, training_blocker
 from archspec.errors import SpecError
 from archspec.graph import Finding
 from archspec.layers import MAX_SIZE, Layer
@@ -87,10 +87,14 @@ def spec_findings(spec: Spec, generator: NetworkTrace, discriminator: NetworkTra
     """Every problem of a validated spec: each network's graph and layer faults, then the GAN contract and train
     fit."""
     findings: list[Finding] = []
-    for net in (generator, discriminator):
+    for net, target in ((generator, spec.image), (discriminator, (1,))):
         findings += list(net.findings)
-        findings += [fault_finding(fault, net, spec) for fault in net.faults]
-    return findings + gan_findings(spec, generator, discriminator)
+        findings += [fault_finding(fault, net, spec, target) for fault in net.faults]
+    findings += gan_findings(spec, generator, discriminator)
+    swapped = image_order(spec) if findings else None
+    if swapped is not None and not spec_findings(swapped, *trace_spec(swapped)):
+        return [image_order_finding(spec, swapped)]  # one error for [H, W, C], not one per layer it upsets
+    return findings
 
 
 def _error(source: Source, finding: Finding) -> SpecError:

@@ -11,14 +11,26 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
+
+from archspec.builtin import find_spec
 
 _CHECK_EXAMPLE = """example:
   archspec check specs/conv_gan.yaml                 tables, exit 0
   archspec check specs/broken/pad.yaml               file:line:col: error ... fix: padding: 1 gives 128×128
   archspec check specs/*.yaml --json | jq .totals    one JSON document per spec
+  archspec check specs/*.yaml --format github        errors as GitHub Actions annotations (CI)
 """
 _SUMMARY_EXAMPLE = """example:
   archspec summary specs/conv_gan.yaml    torchinfo tables of both networks, built on the meta device
+"""
+_LIST_EXAMPLE = """example:
+  archspec list                          the specs that ship with archspec, by name
+  archspec check conv_gan                a built-in spec, by name
+"""
+_NEW_EXAMPLE = """example:
+  archspec new my_gan --from dcgan64     writes my_gan.yaml (name: my_gan), a copy of the built-in dcgan64
+  archspec new faces/v2.yaml --from my_gan.yaml
 """
 _SCHEMA_EXAMPLE = """example:
   archspec schema > archspec.schema.json  then point your editor's YAML plug-in at it
@@ -43,10 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     from archspec.check import check_file
-    from archspec.report import console, print_result, to_json
+    from archspec.report import console, github_annotations, print_result, to_json
 
-    results = [check_file(path, batch_size=args.batch_size) for path in args.specs]
-    if args.json:
+    results = [check_file(find_spec(path), batch_size=args.batch_size) for path in args.specs]
+    if args.format == "github":
+        for result in results:
+            sys.stdout.write("".join(line + "\n" for line in github_annotations(result)))
+    elif args.json or args.format == "json":
         docs = [to_json(r) for r in results]
         json.dump(docs[0] if len(docs) == 1 else docs, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -61,7 +76,7 @@ def summary_command(args: argparse.Namespace) -> int:
     from archspec.check import check_file
     from archspec.report import console, print_result
 
-    result = check_file(args.spec)
+    result = check_file(find_spec(args.spec))
     if not result.ok:
         print_result(result, console(sys.stdout), console(sys.stderr))
         return 1
@@ -71,18 +86,50 @@ def summary_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def schema_command(args: argparse.Namespace) -> int:
-    from archspec.spec import json_schema
+def list_command(args: argparse.Namespace) -> int:
+    from archspec.builtin import builtin_specs, specs_dir
 
-    schema = json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "archspec GAN spec"
-    json.dump(schema, sys.stdout, indent=2)
+    specs = builtin_specs()
+    width = max((len(s.name) for s in specs), default=0)
+    for spec in specs:
+        print(f"{spec.name:<{width}}  {spec.summary}")
+    print(f"({len(specs)} specs in {specs_dir()}; name one instead of a path: archspec check conv_gan)")
+    return 0
+
+
+def new_command(args: argparse.Namespace) -> int:
+    from archspec.builtin import SPEC_NAME, SUFFIX, find_spec, renamed
+
+    out = Path(args.name if args.name.endswith(SUFFIX) else args.name + SUFFIX)
+    name = out.name[: -len(SUFFIX)]
+    source = Path(find_spec(args.source))
+    if not SPEC_NAME.match(name):
+        return _fail(f"{args.name}: a spec name takes letters, digits, _ . - only")
+    if out.exists() and not args.force:
+        return _fail(f"{out}: already exists; pass --force to replace it")
+    if not out.parent.is_dir():
+        return _fail(f"{out.parent}: no such folder")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return _fail(
+            f"{args.source}: not a spec file or a built-in spec name ({err.__class__.__name__}); "
+            "see `archspec list`"
+        )
+    out.write_text(renamed(text, name), encoding="utf-8")
+    print(f"wrote {out} (name: {name}), a copy of {args.source}; next: archspec check {out}")
+    return 0
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    from archspec.schema import spec_schema
+
+    json.dump(spec_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
 
-_BUILTIN = ("check", "summary", "schema")
+_BUILTIN = ("check", "summary", "schema", "list", "new")
 
 
 def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
@@ -94,8 +141,20 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     check = _add(sub, "check", "validate specs and print every layer's shape", _CHECK_EXAMPLE)
-    check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML)")
+    check.add_argument(
+        "specs",
+        nargs="+",
+        metavar="SPEC",
+        help="spec files (YAML), or built-in specs by name (archspec list)",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (tables; errors as FILE:LINE:COL: error: ...), json (= --json), or github: one "
+        "::error file=,line=,col=:: annotation per error, for GitHub Actions",
+    )
     check.add_argument(
         "--batch-size",
         type=positive_int,
@@ -112,6 +171,21 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     summary.add_argument("--batch-size", type=positive_int, default=1, metavar="B")
     summary.add_argument("--depth", type=positive_int, default=3)
     summary.set_defaults(func=summary_command)
+
+    listing = _add(sub, "list", "list the specs that ship with archspec", _LIST_EXAMPLE)
+    listing.set_defaults(func=list_command)
+
+    new = _add(sub, "new", "start a spec from a built-in one (or any spec file)", _NEW_EXAMPLE)
+    new.add_argument("name", metavar="NAME", help="the new spec's name; writes NAME.yaml")
+    new.add_argument(
+        "--from",
+        dest="source",
+        default="dcgan32",
+        metavar="SPEC",
+        help="a built-in spec's name (archspec list) or a spec file (default: dcgan32)",
+    )
+    new.add_argument("--force", action="store_true", help="replace NAME.yaml if it exists")
+    new.set_defaults(func=new_command)
 
     schema = _add(sub, "schema", "print the JSON Schema of the spec format", _SCHEMA_EXAMPLE)
     schema.set_defaults(func=schema_command)
@@ -133,6 +207,11 @@ def _add(
         epilog=example,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def _plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

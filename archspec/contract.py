@@ -10,28 +10,50 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from archspec.graph import Finding, Graph, Node, Wire
-from archspec.layers import Layer
-from archspec.rules import DeclaredMismatch, Shape, ViewCount, fmt
+from archspec.layers import LAYER_TYPES, Layer
+from archspec.rules import DeclaredMismatch, NeedsView, Shape, ViewCount, fmt
 from archspec.spec import Spec
-from archspec.trace import LayerFault, NetworkTrace, Role, trace_graph
+from archspec.trace import LayerFault, NetworkTrace, Role, trace_graph, trace_network
+from archspec.words import plural
 
-__all__ = ["Finding", "data_range", "ends_in", "fault_finding", "gan_findings", "training_blocker"]
+__all__ = [
+    "Finding",
+    "data_range",
+    "ends_in",
+    "fault_finding",
+    "gan_findings",
+    "image_order",
+    "image_order_finding",
+    "network_ends_in",
+    "training_blocker",
+]
 
 
-def fault_finding(fault: LayerFault, trace: NetworkTrace, spec: Spec | None = None) -> Finding:
+def fault_finding(
+    fault: LayerFault, trace: NetworkTrace, spec: Spec | None = None, target: Shape | None = None
+) -> Finding:
     """A layer fault at its node, with a better fix when the cure is in the layer that feeds it (a view fed by a
-    linear, a merge fed by a convolution) or, for a layer reading the latent or the image, in that input."""
+    linear, a merge fed by a convolution) or, for a layer reading the latent or the image, in that input.
+    ``target`` is what the network must output (the image, or [1]), when known: a fix is offered only if the
+    network then traces to it, or it says what else is needed."""
     problem, node = fault.problem, fault.node
     message, fix = problem.message, problem.fix
     graph = trace.graph
     if isinstance(problem, ViewCount) and graph is not None:
         feeder = _feeder(graph, node, lambda n: n.type == "linear")
         if feeder is not None:
-            fix = f"out_features: {problem.needed} in {feeder.path.rsplit(' (', 1)[0]}, or {fix}"
+            changed = node.layer.model_copy(update={"shape": problem.fix_shape})
+            other = _fits_with(graph, node, changed, target)
+            fix = f"out_features: {problem.needed} in {feeder.path.rsplit(' (', 1)[0]}" + (
+                f", or {fix}" if other else ""
+            )
+    if isinstance(problem, NeedsView) and graph is not None and graph.chain:
+        fix = _first_view(graph, node, fault, problem.flat, target)
     if isinstance(problem, DeclaredMismatch) and graph is not None and node.inputs[0].source < 0:
         given = graph.inputs[-1 - node.inputs[0].source]
         if given.kind == "latent":
@@ -66,7 +88,7 @@ def data_range(spec: Spec) -> tuple[float, float]:
         return (-1.0, 1.0)
     if spec.train.data_range == "unit":
         return (0.0, 1.0)
-    return (-1.0, 1.0) if _network_ends_in(spec, "generator") == "tanh" else (0.0, 1.0)
+    return (-1.0, 1.0) if network_ends_in(spec, "generator") == "tanh" else (0.0, 1.0)
 
 
 def ends_in(graph: Graph, output: int = 0) -> str | None:
@@ -101,7 +123,8 @@ def training_blocker(generator: NetworkTrace, discriminator: NetworkTrace) -> st
     return None
 
 
-def _network_ends_in(spec: Spec, role: Role) -> str | None:
+def network_ends_in(spec: Spec, role: Role) -> str | None:
+    """``ends_in`` of one network of a validated spec (its first output)."""
     from archspec.graph import expand
 
     graph, _ = expand(spec, role)
@@ -134,7 +157,7 @@ def _generator_output(spec: Spec, generator: NetworkTrace) -> Iterator[Finding]:
             yield Finding(
                 (*node.loc, field),  # type: ignore[arg-type]  # channels is set on the nodes _feeder returns
                 node.path,
-                f"output {fmt(out)} has {out[0]} channels, but the image {fmt(image)} has {image[0]}",
+                f"output {fmt(out)} has {plural(out[0], 'channel')}, but the image {fmt(image)} has {image[0]}",
                 f"{field}: {image[0]}",
                 (),
                 node.uses,
@@ -254,8 +277,9 @@ def _discriminator_output(discriminator: NetworkTrace) -> Iterator[Finding]:
     if last is None:
         return
     if len(out) > 1:
-        linear = _last_of(graph, last, "linear")
-        fix = "append {type: flatten}" + (" and {type: linear, out_features: 1}" if _count(out) != 1 else "")
+        fix = _flatten_before_linear(discriminator) or "append {type: flatten}"
+        if _count(out) != 1 and fix.startswith("append"):
+            fix += " and {type: linear, out_features: 1}"
     else:
         linear = _last_of(graph, last, "linear")
         fix = (
@@ -286,6 +310,41 @@ def _labels_agree(generator: NetworkTrace, discriminator: NetworkTrace) -> Itera
                 f"label with {label.classes} classes, but the generator's label has {min(g)}",
                 f"{label.name}: {{label: {min(g)}}}",
             )
+
+
+def _flatten_before_linear(discriminator: NetworkTrace) -> str | None:
+    """A linear fed a [C, H, W] map (torch applies it to the last axis alone) wants a flatten before it."""
+    graph = discriminator.graph
+    if graph is None or not graph.chain:
+        return None
+    layers = [n.layer for n in graph.nodes]
+    flatten = LAYER_TYPES["flatten"].model_validate({"type": "flatten"})
+    for t in discriminator.layers:
+        if t.type == "linear" and len(t.input) > 1:
+            if _fits("discriminator", t.input, [flatten, *layers[t.index :]], (1,)):
+                return f"insert {{type: flatten}} before {t.node.path}"
+            return None
+    return None
+
+
+def image_order(spec: Spec) -> Spec | None:
+    """The spec with its image read as channels last ([H, W, C] → [C, H, W]), if it looks written that way."""
+    c, h, w = spec.image
+    if w in (1, 3, 4) and c not in (1, 3, 4) and h > 4:
+        return spec.model_copy(update={"image": (w, c, h)})
+    return None
+
+
+def image_order_finding(spec: Spec, swapped: Spec) -> Finding:
+    """The one finding for an image written channels last, when swapping it makes the spec check."""
+    c, h, w = spec.image
+    return Finding(
+        ("image",),
+        "image",
+        f"{fmt(spec.image)} reads as {plural(c, 'channel')} of {h}×{w} pixels; archspec's image is "
+        "[channels, height, width] (channels first, as PyTorch's)",
+        f"image: {fmt(swapped.image)}",
+    )
 
 
 # --- the train section fits the networks ---------------------------------------------------------------------------
@@ -434,6 +493,51 @@ def _argument(spec: Spec | None, node: Node, field: str) -> str | None:
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+
+
+def _fits(role: Role, input_shape: Shape, layers: Sequence[Layer], target: Shape | None) -> bool:
+    """Whether a chain of ``layers`` traces from ``input_shape`` without a fault (to ``target``, when given)."""
+    trace = trace_network(role, input_shape, layers)
+    return trace.complete and not trace.faults and (target is None or trace.output == target)
+
+
+def _fits_with(graph: Graph, node: Node, layer: Layer, target: Shape | None) -> bool:
+    """Whether the graph traces without a fault (to ``target``, when given) once ``node`` is ``layer``."""
+    changed = dataclasses.replace(
+        graph, nodes=tuple(dataclasses.replace(n, layer=layer) if n is node else n for n in graph.nodes)
+    )
+    trace = trace_graph(changed)
+    return trace.complete and not trace.faults and (target is None or trace.output == target)
+
+
+def _first_view(graph: Graph, node: Node, fault: LayerFault, flat: int, target: Shape | None) -> str:
+    """The view that turns a flat [N] into the [C, H, W] the faulting layer of a chain needs: [N, 1, 1]
+    (DCGAN's), or C × H × H = N, the first after which the rest of the network traces to ``target``."""
+    rest = [n.layer for n in graph.nodes[node.index :]]
+    role = graph.role
+    for shape in _view_shapes(flat):
+        if _fits(role, fault.input, [_view(shape), *rest], target):
+            return f"insert {{type: view, shape: {fmt(shape)}}} before this layer"
+    trace = trace_network(role, fault.input, [_view((flat, 1, 1)), *rest])
+    then = (
+        f"the network then outputs {fmt(trace.output)}, not {fmt(target)}"
+        if trace.complete and not trace.faults and trace.output is not None and target is not None
+        else "the layers after it need changes too"
+    )
+    return (
+        f"insert {{type: view, shape: [{flat}, 1, 1]}} before this layer ({then}: no view of [{flat}] fits)"
+    )
+
+
+def _view_shapes(n: int) -> Iterator[Shape]:
+    yield (n, 1, 1)
+    for h in range(2, math.isqrt(n) + 1):
+        if n % (h * h) == 0:
+            yield (n // (h * h), h, h)
+
+
+def _view(shape: Shape) -> Layer:
+    return LAYER_TYPES["view"].model_validate({"type": "view", "shape": list(shape)})
 
 
 def _count(shape: Shape) -> int:

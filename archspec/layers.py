@@ -22,6 +22,7 @@ from pydantic import (
     SerializeAsAny,
     Tag,
     ValidationError,
+    WithJsonSchema,
 )
 from pydantic_core import ErrorDetails, InitErrorDetails
 
@@ -73,11 +74,17 @@ Shape = Annotated[tuple[int, ...], BeforeValidator(_tuple), Field(min_length=1, 
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 # A value a layer reads: an id, an input's name, ``id.N`` for part N of a split/chunk, or ``_`` (the previous layer).
-Ref = Annotated[str, Field(pattern=r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]+)?)$", max_length=80)]
+_REF = r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]+)?)$"
+Ref = Annotated[str, Field(pattern=_REF, max_length=80)]
+_REF_SCHEMA = {"type": "string", "pattern": _REF, "maxLength": 80}
 Refs = Annotated[
     tuple[Ref, ...],
     BeforeValidator(lambda v: (v,) if isinstance(v, str) else _tuple(v)),
     Field(min_length=1, max_length=64),
+    # one name, or a list of them (the validator makes one name a list of one)
+    WithJsonSchema(
+        {"anyOf": [_REF_SCHEMA, {"type": "array", "items": _REF_SCHEMA, "minItems": 1, "maxItems": 64}]}
+    ),
 ]
 Repeat = (
     Annotated[int, Field(ge=1, le=1000)]
@@ -117,7 +124,24 @@ def _spectral_norm(value: Any) -> Any:
     return value
 
 
-SpectralNormField = Annotated[SpectralNorm, BeforeValidator(_spectral_norm)] | None
+_SPECTRAL_NORM_SCHEMA = {
+    "anyOf": [
+        {"type": "boolean"},
+        {
+            "type": "object",
+            "properties": {
+                "eps": {"type": "number", "exclusiveMinimum": 0},
+                "n_power_iterations": {"type": "integer", "minimum": 1, "maximum": 100},
+            },
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ]
+}
+# true (torch's defaults), false, or {eps, n_power_iterations}
+SpectralNormField = Annotated[
+    Annotated[SpectralNorm, BeforeValidator(_spectral_norm)] | None, WithJsonSchema(_SPECTRAL_NORM_SCHEMA)
+]
 
 
 class Init(BaseModel):
@@ -152,7 +176,9 @@ class NetworkNode(BaseModel):
     built module), and the graph fields ``id``, ``from`` and ``repeat``. A layer, or a use of a block."""
 
     # Built on first use: a spec pays only for the layer types it uses.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, populate_by_name=True, defer_build=True
+    )
 
     type: str  # each concrete layer narrows it to its Literal tag
     name: Ident | None = None
@@ -568,10 +594,22 @@ class Chunk(Layer):
     dim: int = 1
 
 
+def _not_a_layer_type(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, a block use's type is any name but a layer type's (so each layer matches one branch)."""
+    schema["properties"]["type"]["not"] = {"enum": sorted(LAYER_TYPES)}
+
+
 class BlockUse(NetworkNode):
     """A use of a block of the spec's ``blocks:`` section: its name as the type, its arguments as fields."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True, populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        strict=True,
+        populate_by_name=True,
+        defer_build=True,
+        json_schema_extra=_not_a_layer_type,
+    )
 
     @property
     def args(self) -> dict[str, Any]:
@@ -657,7 +695,12 @@ def validated_nodes(value: Any) -> Any:
         tag = _node_tag(item)
         if tag is None:
             errors.append(
-                {"type": "union_tag_not_found", "loc": (i,), "input": item, "ctx": {"discriminator": "'type'"}}
+                {
+                    "type": "union_tag_not_found",
+                    "loc": (i,),
+                    "input": item,
+                    "ctx": {"discriminator": "'type'"},
+                }
             )
             continue
         try:
@@ -670,7 +713,11 @@ def validated_nodes(value: Any) -> Any:
 
 
 def _at(index: int, error: ErrorDetails) -> InitErrorDetails:
-    details: InitErrorDetails = {"type": error["type"], "loc": (index, *error["loc"]), "input": error["input"]}
+    details: InitErrorDetails = {
+        "type": error["type"],
+        "loc": (index, *error["loc"]),
+        "input": error["input"],
+    }
     if "ctx" in error:
         details["ctx"] = error["ctx"]
     return details
@@ -679,7 +726,10 @@ def _at(index: int, error: ErrorDetails) -> InitErrorDetails:
 def full_node_union() -> Any:
     """The discriminated union of every layer class and block uses: for the JSON Schema (``archspec schema``),
     which must describe every type; validation dispatches on ``type`` instead (``validated_nodes``)."""
-    tagged = (*(Annotated[cls, Tag(tag)] for tag, cls in LAYER_TYPES.items()), Annotated[BlockUse, Tag(BLOCK_TAG)])
+    tagged = (
+        *(Annotated[cls, Tag(tag)] for tag, cls in LAYER_TYPES.items()),
+        Annotated[BlockUse, Tag(BLOCK_TAG)],
+    )
     return Annotated[Union[tagged], Discriminator(_node_tag)]  # noqa: UP007  # | cannot take a tuple
 
 

@@ -45,11 +45,14 @@ class Wide:
         return self.table
 
 
-def emit(target: Console, *renderables: Any) -> None:
-    """Print to a terminal as rich does; to a pipe or file without the padding spaces rich leaves at line ends."""
+def emit(target: Console, *renderables: Any, soft_wrap: bool = False) -> None:
+    """Print to a terminal as rich does; to a pipe or file without the padding spaces rich leaves at line ends.
+
+    ``soft_wrap`` prints text lines whole, however wide: an error line stays one line for editors and CI.
+    """
     if target.is_terminal:
         for renderable in renderables:
-            target.print(renderable)
+            target.print(renderable, soft_wrap=soft_wrap)
         return
     with target.capture() as captured:
         for renderable in renderables:
@@ -59,7 +62,7 @@ def emit(target: Console, *renderables: Any) -> None:
                 renderable = renderable.table
                 natural = Measurement.get(target, target.options.update(width=100_000), renderable).maximum
                 target.width = max(page, natural)
-            target.print(renderable)
+            target.print(renderable, soft_wrap=soft_wrap)
             target.width = page
     target.file.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
 
@@ -69,7 +72,7 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
     if result.errors:
         n = len(result.errors)
         summary = Text(f"{result.file}: {n} error{'s' if n > 1 else ''}", style="bold red")
-        emit(err, *[Text(error.render()) for error in result.errors], summary)
+        emit(err, *[Text(error.render()) for error in result.errors], summary, soft_wrap=True)
         return
     assert result.spec is not None and result.generator and result.discriminator and result.totals
     name = result.spec.name
@@ -84,12 +87,11 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
         ),
         totals_table(result.totals),
     ]
+    emit(out, *parts)
     blocker = result.training_blocker
     if blocker:
-        parts.append(
-            Text(f"note: archspec train cannot train this spec yet: {blocker} (check and summary work)")
-        )
-    emit(out, *parts)
+        note = f"note: archspec train cannot train this spec yet: {blocker} (check and summary work)"
+        emit(out, Text(note), soft_wrap=True)
 
 
 def _caption(net: NetworkTrace, given: str, makes: str) -> str:
@@ -223,6 +225,23 @@ def totals_table(t: Totals) -> Table:
     return table
 
 
+def github_annotations(result: CheckResult) -> list[str]:
+    """GitHub Actions workflow commands, one ``::error file=,line=,col=::`` line per error (arithmetic and fix
+    in the message, as escaped newlines), then a plain line naming the file and its count."""
+    lines = []
+    for error in result.errors:
+        where = f"file={_github_property(error.file)}"
+        if error.line > 0:
+            where += f",line={error.line},col={error.column}"
+        body = [(f"{error.path}: " if error.path else "") + error.message, *error.detail]
+        if error.fix:
+            body.append(f"fix: {error.fix}")
+        lines.append(f"::error {where},title=archspec::{_github_data(chr(10).join(body))}")
+    n = len(result.errors)
+    lines.append(f"{result.file}: {n} error{'s' if n > 1 else ''}" if n else f"{result.file}: ok")
+    return lines
+
+
 def to_json(result: CheckResult) -> dict[str, Any]:
     """The same facts as the tables, as one JSON-ready document."""
     doc: dict[str, Any] = {"file": result.file, "valid": result.ok}
@@ -295,6 +314,15 @@ def _network_json(net: NetworkTrace) -> dict[str, Any]:
             for t in net.layers
         ],
     }
+
+
+def _github_data(text: str) -> str:
+    # The escapes of GitHub's workflow-command parser (actions/toolkit, core/src/command.ts).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(text: str) -> str:
+    return _github_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:

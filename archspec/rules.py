@@ -68,10 +68,18 @@ class DeclaredMismatch(Problem):
 
 @dataclass
 class ViewCount(Problem):
-    """A view whose shape holds ``needed`` values where its input has ``given``."""
+    """A view whose shape holds ``needed`` values where its input has ``given`` (``fix_shape`` would hold them)."""
 
     needed: int = 0
     given: int = 0
+    fix_shape: Shape = ()
+
+
+@dataclass
+class NeedsView(Problem):
+    """A layer that wants [C, H, W] fed a flat [``flat``]: a view before it is the cure."""
+
+    flat: int = 0
 
 
 def fmt(shape: Shape) -> str:
@@ -93,7 +101,12 @@ def _need_rank(layer: L.Layer, shape: Shape, ranks: tuple[int, ...], what: str) 
         elif layer.type == "batch_norm2d" and len(shape) in (1, 2):
             fix = "type: batch_norm1d (batch_norm2d takes [C, H, W])"
         elif 3 in ranks and len(shape) == 1:
-            fix = "insert a {type: view, shape: [C, H, W]} before this layer"
+            # [N] as N channels of 1×1 (DCGAN's first view); contract.fault_finding tries other shapes.
+            raise NeedsView(
+                f"{layer.type} expects {what}, but its input is {fmt(shape)}",
+                fix=f"insert {{type: view, shape: [{shape[0]}, 1, 1]}} before this layer",
+                flat=shape[0],
+            )
         elif ranks == (1,) or (1 in ranks and len(shape) > 2):
             fix = "insert {type: flatten} before this layer"
         raise Problem(f"{layer.type} expects {what}, but its input is {fmt(shape)}", fix=fix)
@@ -414,15 +427,20 @@ def view(layer: L.View, shape: Shape) -> Step:
             field="shape",
             needed=known,
             given=count,
+            fix_shape=_view_fix_shape(count, target),
         )
     return Step(target)
 
 
 def _view_fix(count: int, target: Shape) -> str:
+    return f"shape: {fmt(_view_fix_shape(count, target))}"
+
+
+def _view_fix_shape(count: int, target: Shape) -> Shape:
     rest = math.prod(d for d in target[1:] if d != -1)
     if len(target) > 1 and count % rest == 0 and -1 not in target[1:]:
-        return f"shape: {fmt((count // rest, *target[1:]))}"
-    return f"shape: [{count}]"
+        return (count // rest, *target[1:])
+    return (count,)
 
 
 def _sn_buffers(layer: L.Layer, rows: int, columns: int) -> int:

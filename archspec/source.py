@@ -97,7 +97,7 @@ def parse_source(text: str, name: str = "<string>") -> Source:
         message = f"control character U+{exc.character:04X} is not allowed in YAML text"
         raise SourceError(SpecError(name, line, col, "", message, fix="delete it")) from None
     except yaml.MarkedYAMLError as exc:
-        raise SourceError(_syntax_error(name, exc)) from None
+        raise SourceError(_syntax_error(name, exc, text)) from None
     except yaml.YAMLError as exc:  # pragma: no cover - every parser error of PyYAML carries a mark
         raise _file_error(name, f"YAML: {exc}") from None
     except RecursionError:
@@ -118,7 +118,7 @@ def parse_source(text: str, name: str = "<string>") -> Source:
     return source
 
 
-def _syntax_error(name: str, exc: yaml.MarkedYAMLError) -> SpecError:
+def _syntax_error(name: str, exc: yaml.MarkedYAMLError, text: str = "") -> SpecError:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
     if exc.context == "expected a single document in the stream":
@@ -135,7 +135,36 @@ def _syntax_error(name: str, exc: yaml.MarkedYAMLError) -> SpecError:
     start = exc.context_mark
     if exc.context and start is not None and mark is not None and start.line != mark.line:
         context = f" ({exc.context} that starts at line {start.line + 1})"
-    return SpecError(name, line, col, "", f"YAML syntax: {problem}{context}")
+    return SpecError(
+        name, line, col, "", f"YAML syntax: {problem}{context}", fix=_indent_hint(problem, line, text)
+    )
+
+
+def _indent_hint(problem: str, line: int, text: str) -> str | None:
+    """Plain words for PyYAML's errors whose usual cause is a line indented unlike its neighbours."""
+    if not ("expected <block end>" in problem or "mapping values are not allowed" in problem) or line < 1:
+        return None
+    lines = text.splitlines()
+    if line > len(lines):
+        return None
+    here = _indent(lines[line - 1])
+    above = next(
+        (t for t in reversed(lines[: line - 1]) if t.strip() and not t.lstrip().startswith("#")), None
+    )
+    said = f"line {line} is indented by {here}"
+    if above is not None:
+        said += f", the line above by {_indent(above)}"
+        item = len(above) - len(above.lstrip(" -"))
+        if item != _indent(above):
+            said += f" ({item} after its '- ')"
+    hint = f"check the indentation: {said}; the entries of one mapping or list start in the same column"
+    if "mapping values" in problem:
+        hint += " (or, if the ': ' belongs to a text value, put the text in quotes)"
+    return hint
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from archspec.layers import (
     Init,
     PositiveFloat,
     Ref,
+    Refs,
     Size,
     full_node_union,
     validated_nodes,
@@ -78,15 +79,10 @@ class Network(_Frozen):
 
     inputs: Annotated[dict[Ident, InputKind], Field(min_length=1, max_length=16)] | None = None
     init: Init | None = None
-    layers: Annotated[list[AnyNode], BeforeValidator(validated_nodes), Field(min_length=1, max_length=100_000)]
-    outputs: (
-        Annotated[
-            tuple[Ref, ...],
-            BeforeValidator(lambda v: (v,) if isinstance(v, str) else _tuple(v)),
-            Field(min_length=1, max_length=16),
-        ]
-        | None
-    ) = None
+    layers: Annotated[
+        list[AnyNode], BeforeValidator(validated_nodes), Field(min_length=1, max_length=100_000)
+    ]
+    outputs: Annotated[Refs, Field(max_length=16)] | None = None
 
 
 class Block(_Frozen):
@@ -118,7 +114,8 @@ class Train(_Frozen):
     """
 
     data: str | None = Field(None, description="HDF5 file; 'synthetic' (default) or 'random'")
-    epochs: Size = 1
+    # None: one pass, or as many as max_steps needs when max_steps is set (runner.train.plan_steps).
+    epochs: Size | None = None
     max_steps: Size | None = None
     batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 1
     shuffle: bool = False
@@ -163,10 +160,9 @@ class Spec(_Frozen):
     description: str | None = None
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the format, every layer type spelled out (validation dispatches on ``type`` instead,
-    building only the layer models a spec uses; the schema needs them all)."""
+def schema_model() -> type[Spec]:
+    """Spec with every layer type spelled out in the networks' layers, for the JSON Schema (validation dispatches
+    on ``type`` instead, building only the layer models a spec uses; the schema needs them all)."""
     layers: Any = Annotated[list[full_node_union()], Field(min_length=1, max_length=100_000)]  # type: ignore[misc]  # a run-time union
     network = create_model("Network", __base__=Network, layers=(layers, ...))
-    spec = create_model("Spec", __base__=Spec, generator=(network, ...), discriminator=(network, ...))
-    return spec.model_json_schema(by_alias=True)
+    return create_model("Spec", __base__=Spec, generator=(network, ...), discriminator=(network, ...))

@@ -39,4 +39,15 @@ def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
             col_names=("input_size", "output_size", "num_params", "mult_adds"),
         )
         parts.append(f"{result.spec.name} · {title}\n{stats}")
-    return "\n\n".join(parts)
+    return "\n\n".join([*parts, macs_note(result, batch_size)])
+
+
+def macs_note(result: CheckResult, batch_size: int) -> str:
+    """Why torchinfo's Mult-Adds differ from ``archspec check``'s MACs, with check's numbers to compare."""
+    assert result.generator is not None and result.discriminator is not None
+    g, d = result.generator.macs * batch_size, result.discriminator.macs * batch_size
+    return (
+        "note: torchinfo's Mult-Adds are not `archspec check`'s MACs: torchinfo counts each bias as one more "
+        "multiply-add and a transposed convolution on its output grid; check counts neither, as "
+        f"torch.utils.flop_counter does. check's MACs at batch {batch_size}: G {g:,} · D {d:,}"
+    )

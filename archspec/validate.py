@@ -210,6 +210,11 @@ def _explain(data: Any, issue: _Issue) -> tuple[str, str | None]:
     value = err.get("input")
     ctx: dict[str, Any] = dict(err.get("ctx") or {})
     if kind == "extra_forbidden":
+        owners = [s for s, model in _SECTIONS.items() if len(issue.loc) == 1 and name in model.model_fields]
+        if owners:  # a section's field at the top level: its line lost its indentation
+            return f"unknown field {name!r} at the top level", (
+                f"{name} belongs inside {' or '.join(owners)}: indent it under its section"
+            )
         close = _close_fields(data, issue.loc)
         return f"unknown field {name!r}", (
             f"did you mean {close[0]}?" if close else _list_fields(data, issue.loc)

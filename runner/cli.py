@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archspec.builtin import find_spec
 from archspec.cli import int_at_least, positive_int
 from archspec.errors import SpecInvalid
+from archspec.words import plural
 from runner.config import Flag, train_flags
 from runner.errors import RunError
 
@@ -43,6 +45,7 @@ Ctrl-C saves checkpoints/last.pt and exits with code 130.
 """
 _SAMPLE_EXAMPLE = """example:
   archspec sample runs/conv_gan/20261128-021500/checkpoints/last.pt --n 16 --out grid.png
+  archspec sample runs/conv_gan/20261128-021500      the newest checkpoint, into the run's samples/
 """
 _BENCH_EXAMPLE = """examples:
   archspec bench specs/tiny.yaml                               a few seconds on a CPU
@@ -53,9 +56,10 @@ Loops: (a) the seed's one-image loop by hand, (b) archspec fp32 at --batch-size,
 channels_last + fused Adam + data on the device at --fast-batch-size, (d) (b)'s updates by hand.
 MFU = images/s x the compiler's train-step FLOPs per image / the GPU's peak FLOP/s.
 """
-_PACK_EXAMPLE = """example:
+_PACK_EXAMPLE = """examples:
   archspec data pack img_align_celeba.zip celeba128.h5 --size 128 --limit 20000
   archspec train specs/conv_gan.yaml --data celeba128.h5
+  archspec data pack lfw_subset.npy lfw32.h5 --size 32 --resize --channels 1    grey faces, one channel
 """
 
 
@@ -73,7 +77,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     overrides = {k[len("set_") :]: v for k, v in vars(args).items() if k.startswith("set_")}
     options = TrainOptions(
-        spec=args.spec,
+        spec=find_spec(args.spec),
         overrides=overrides,
         resume=args.resume,
         dry_run=args.dry_run,
@@ -94,11 +98,10 @@ def sample_command(args: argparse.Namespace) -> int:
     """``archspec sample``: a PNG grid from a checkpoint."""
     from runner.sample import sample
 
-    report = sample(
-        Path(args.checkpoint), args.n, Path(args.out), seed=args.seed, device=args.device, force=args.force
-    )
+    out = Path(args.out) if args.out is not None else None
+    report = sample(Path(args.checkpoint), args.n, out, seed=args.seed, device=args.device, force=args.force)
     print(
-        f"wrote {report.path}: {report.count} images from the {report.weights} weights at step {report.step}"
+        f"wrote {report.path}: {plural(report.count, 'image')} from the {report.weights} weights at step {report.step}"
     )
     return 0
 
@@ -108,7 +111,7 @@ def bench_command(args: argparse.Namespace) -> int:
     from runner.bench import BenchOptions, check_json_path, print_result, run_bench, write_json
 
     options = BenchOptions(
-        spec=args.spec,
+        spec=find_spec(args.spec),
         steps=args.steps,
         warmup=args.warmup,
         batch_size=args.batch_size,
@@ -150,11 +153,19 @@ def pack_command(args: argparse.Namespace) -> int:
             progress.update(task, completed=done, total=total)
 
         report = pack_images(
-            Path(args.src), Path(args.out), args.size, args.limit, args.resize, advance, overwrite=args.force
+            Path(args.src),
+            Path(args.out),
+            args.size,
+            args.limit,
+            args.resize,
+            advance,
+            overwrite=args.force,
+            channels=args.channels,
         )
     n, height, width, channels = report.shape
     print(
-        f"packed {report.count} images into {report.path}: dataset 'images' {n}x{height}x{width}x{channels} uint8"
+        f"packed {plural(report.count, 'image')} into {report.path}, each {report.fitted}: dataset 'images' "
+        f"{n}x{height}x{width}x{channels} uint8"
     )
     return 0
 
@@ -164,7 +175,7 @@ def pack_command(args: argparse.Namespace) -> int:
 
 def _add_train(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "train", "train a spec's GAN (CUDA when present, else CPU)", _TRAIN_EXAMPLE)
-    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML), or a built-in spec by name")
     parser.add_argument(
         "--resume",
         metavar="auto|PATH",
@@ -198,7 +209,11 @@ def _add_sample(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--n", type=positive_int, default=16, help="number of images (default 16, at most 1024)"
     )  # 1024: runner.sample.MAX_IMAGES, not imported here since it would bring torch
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="where to write the grid")
+    parser.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="where to write the grid (default: RUN/samples/sample_stepSTEP_seedSEED_nN.png)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -208,8 +223,15 @@ def _add_sample(subparsers: SubParsers) -> None:
 def _add_data(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "data", "prepare image data for training", _PACK_EXAMPLE)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    pack = _parser(commands, "pack", "pack a folder or .zip of images into one HDF5 file", _PACK_EXAMPLE)
-    pack.add_argument("src", metavar="SRC", help="a folder (searched recursively) or a .zip of images")
+    pack = _parser(
+        commands, "pack", "pack a folder, .zip or .npy of images into one HDF5 file", _PACK_EXAMPLE
+    )
+    pack.add_argument(
+        "src",
+        metavar="SRC",
+        help="a folder (searched recursively) or a .zip of images, or a .npy array (N, H, W[, C]) of "
+        "uint8 or [0, 1] floats",
+    )
     pack.add_argument("out", metavar="OUT.h5", help="the HDF5 file to write")
     pack.add_argument(
         "--size", type=positive_int, default=128, help="centre-crop to SIZE x SIZE (default 128)"
@@ -218,6 +240,13 @@ def _add_data(subparsers: SubParsers) -> None:
         "--limit", type=positive_int, metavar="N", help="the first N images (in sorted path order)"
     )
     pack.add_argument("--resize", action="store_true", help="scale the shorter side to SIZE before cropping")
+    pack.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="3: RGB (default); 1: grey, for a spec whose image has one channel",
+    )
     pack.add_argument("--force", action="store_true", help="replace OUT.h5 if it exists")
     pack.set_defaults(func=_guarded(pack_command))
     parser.set_defaults(func=functools.partial(_usage, parser))
@@ -227,7 +256,7 @@ def _add_bench(subparsers: SubParsers) -> None:
     parser = _parser(
         subparsers, "bench", "time training steps against hand-written PyTorch loops", _BENCH_EXAMPLE
     )
-    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    parser.add_argument("spec", metavar="SPEC", help="spec file (YAML), or a built-in spec by name")
     parser.add_argument(
         "--steps", type=positive_int, default=50, metavar="N", help="timed steps per loop (default 50)"
     )

@@ -32,8 +32,8 @@ FlagKind = Literal["bool", "choice", "int", "float", "str", "pair"]
 # One line of help per Train field; test_cli_train checks that the keys equal Train's fields.
 FLAG_HELP: dict[str, str] = {
     "data": "HDF5 file of images (packed or the seed's layout), 'synthetic' faces (default) or 'random' noise",
-    "epochs": "passes over the data",
-    "max_steps": "stop after this many steps (one step = one real batch); 'none' for no limit",
+    "epochs": "passes over the data (default: 1, or as many as --max-steps needs)",
+    "max_steps": "stop after this many steps (one step = one generator update); 'none' for no limit",
     "batch_size": "images per step",
     "shuffle": "shuffle the images each epoch (reproducibly, from --seed)",
     "loss": "GAN objective",

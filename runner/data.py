@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import torch
 
+from archspec.words import plural
 from runner.errors import RunError
 from runner.seeds import mixed_seed
 from runner.synthetic import synthetic_faces
@@ -183,7 +184,7 @@ class _Candidate:
 
     def describe(self) -> str:
         what = "4-D dataset" if self.kind == "dataset" else "group of per-image datasets"
-        return f"'{self.name}' ({what}, {self.count} images)"
+        return f"'{self.name}' ({what}, {plural(self.count, 'image')})"
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,7 @@ def _check_images(
     if s_c == 3 and w_c != 3:
         raise RunError(
             f"{where}: images have 3 channels but the spec's image has {w_c}; set image: [3, {w_h}, {w_w}]"
+            + (", or repack in grey with `archspec data pack SRC OUT.h5 --channels 1`" if w_c == 1 else "")
         )
     if s_h < w_h or s_w < w_w:
         raise RunError(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from archspec.words import plural
 from runner.errors import RunError
 
 _CUDA = re.compile(r"^cuda(?::(\d+))?$")
@@ -84,7 +85,7 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"{device.type} ({torch.get_num_threads()} threads)"
+    return f"{device.type} ({plural(torch.get_num_threads(), 'thread')})"
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from archspec.contract import network_ends_in
 from archspec.modules import GAN
 from runner.data import to_float
 
@@ -41,7 +42,7 @@ class _HandLoop:
         betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
         self.gan, self.device, self.value_range = gan, device, value_range
-        self.loss = _bce_for(gan.discriminator)
+        self.loss = _bce_for(gan)
         self.opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
         self._start()
@@ -131,12 +132,9 @@ class BatchedLoop(_HandLoop):
             self.pending.clear()
 
 
-def _bce_for(discriminator: nn.Module) -> nn.Module:
-    ends_in_sigmoid = (
-        isinstance(discriminator, nn.Sequential)
-        and len(discriminator) > 0
-        and isinstance(discriminator[-1], nn.Sigmoid)
-    )
+def _bce_for(gan: GAN) -> nn.Module:
+    """BCELoss on a discriminator that ends in sigmoid (looking through a flatten after it), else with logits."""
+    ends_in_sigmoid = network_ends_in(gan.spec, "discriminator") == "sigmoid"
     return nn.BCELoss() if ends_in_sigmoid else nn.BCEWithLogitsLoss()
 
 

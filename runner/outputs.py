@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
 from PIL import Image
 
 from runner.errors import RunError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GRID_PADDING = 2
 _GRID_BACKGROUND = 32
@@ -97,28 +100,48 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_losses(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
-    """loss.png: D and G loss against the step (the seed's plot), and mean D(x), D(G(z)) beneath."""
+# What the logged mean D(x) and D(G(z)) are under each loss: the label of the lower plot's axis.
+SCORE_AXES = {
+    "bce": "mean D output (sigmoid: a probability)",
+    "bce_logits": "mean D score (a logit, before sigmoid;\n0 = undecided)",
+    "lsgan": "mean D score (least squares:\ntarget 1 real, 0 fake)",
+    "hinge": "mean D score (raw, hinge at ±1)",
+    "wgan_gp": "mean critic score (raw,\nunbounded)",
+}
+
+
+def plot_losses(rows: Sequence[Mapping[str, Any]], path: Path, title: str, loss: str = "bce") -> None:
+    """loss.png: D and G loss against the step (the seed's plot), and mean D(x), D(G(z)) beneath, labelled as
+    what they are under ``loss`` (probabilities only for ``bce``); the legends sit beside the plots."""
+    fig = loss_figure(rows, title, loss)
+    _write_png(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def loss_figure(rows: Sequence[Mapping[str, Any]], title: str, loss: str = "bce") -> Figure:
+    """The figure of ``plot_losses``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 6), dpi=100)
+    fig = Figure(figsize=(10, 6), dpi=100)
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True)
     steps = [row["step"] for row in rows]
     for key, label in (("loss_d", "discriminator"), ("loss_g", "generator")):
         top.plot(steps, [row[key] for row in rows], marker=".", markersize=3, linewidth=0.8, label=label)
-    for key, label in (("d_real", "mean D(x)"), ("d_fake", "mean D(G(z))")):
+    for key, label in (("d_real", "D(x), real"), ("d_fake", "D(G(z)), fake")):
         bottom.plot(steps, [row[key] for row in rows], linewidth=0.8, label=label)
-    top.set_ylabel("loss")
+    top.set_ylabel(f"loss ({loss})")
     top.set_title(title)
-    bottom.set_ylabel("discriminator output")
+    bottom.set_ylabel(SCORE_AXES.get(loss, "mean D score"))
+    if loss == "bce":
+        bottom.set_ylim(-0.02, 1.02)
     bottom.set_xlabel("step")
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right")
+        # Outside the axes, to the right: a legend inside covers the curves it names.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
-    _write_png(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return fig
 
 
 def grid_shape(n: int) -> tuple[int, int]:

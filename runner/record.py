@@ -21,11 +21,13 @@ from typing import Any, TextIO
 import torch
 
 from archspec.modules import GAN
+from archspec.words import plural
 from runner import distributed, outputs
 from runner.config import Resolved, train_dict
 from runner.data import ImageSet
 from runner.device import World, describe_device
 from runner.run_state import Position
+from runner.schedule import Plan, images_per_step
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class TrainReport:
     resume_hint: str
     world_size: int = 1  # processes that trained; images_per_s counts all of them
     ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
+    stopped_by: str | None = None  # a finished run: "max_steps 500 reached" or "2 epochs done"
 
 
 def console(stdout: TextIO | None, world: World) -> TextIO:
@@ -85,11 +88,12 @@ class RunRecord:
         self.resumed_from: Path | None = None
         self.changes: list[str] = []
         self.notes: list[str] = []
+        self.temporary = False  # a dry run in a temporary folder, removed at the end
         previous = _read_json(run_dir / "run.json") or {}
         self._previous_sessions: list[Any] = list(previous.get("sessions", []))
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
 
-    def print_header(self, gan: GAN, pos: Position, total: int, per_epoch: int) -> None:
+    def print_header(self, gan: GAN, pos: Position, plan: Plan) -> None:
         """What is trained on what: the spec, data, device, model sizes, train settings, world and resume."""
         spec, cfg, info = self.resolved.spec, self.resolved.train, self.data.info
         low, high = info.value_range
@@ -102,13 +106,16 @@ class RunRecord:
         )
         lines = [
             f"archspec train {spec.name} ({self.resolved.path}) → {self.run_dir}",
-            f"  data     {info.source} ({info.layout}): {info.count} images, stored {_hwc(info.stored_shape)}, "
-            f"trained as {_chw(spec.image)} in [{low:g}, {high:g}], {where}",
+            f"  data     {info.source} ({info.layout}): {plural(info.count, 'image')}, stored "
+            f"{_hwc(info.stored_shape)}{_fitted(info.stored_shape, spec.image)}, trained as {_chw(spec.image)} in "
+            f"[{low:g}, {high:g}], {where}",
             f"  device   {describe_device(self.device)}"
             + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
             f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
             f"  train    {cfg.loss}, Adam lr {cfg.lr_g or cfg.lr:g}/{cfg.lr_d or cfg.lr:g} (G/D) betas "
-            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {total} steps ({per_epoch} per epoch)"
+            f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {plural(plan.total, 'step')} "
+            f"({plan.per_epoch} per epoch{_stop_note(plan)})"
+            + (f", {cfg.d_steps} critic updates per step, each on its own batch" if cfg.d_steps > 1 else "")
             + (f", EMA {cfg.ema:g}" if cfg.ema else "")
             + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
         ]
@@ -127,6 +134,12 @@ class RunRecord:
                 lines.append(
                     f"  changed  train section differs from the checkpoint's: {'; '.join(self.changes)}"
                 )
+        if plan.left_over:
+            lines.append(
+                f"  note     {plural(plan.left_over, 'image')} of each epoch do not fill a step of "
+                f"{images_per_step(cfg)} and are skipped"
+                + (" (different ones each epoch)" if cfg.shuffle else "")
+            )
         if cfg.sync_batchnorm and not self.world.distributed:
             lines.append("  note     sync_batchnorm has no effect in a single process")
         lines += [f"  note     {note}" for note in self.notes]
@@ -134,8 +147,10 @@ class RunRecord:
 
     def print_report(self, report: TrainReport) -> None:
         """How the run ended, its speed and memory, its checkpoint, and (dry run) the files it wrote."""
+        stopped = f", {report.stopped_by}" if report.stopped_by else ""
         print(
-            f"{report.status}: step {report.step} ({report.steps_run} steps in {report.wall_s:.1f} s, "
+            f"{report.status}: step {report.step}{stopped} ({plural(report.steps_run, 'step')} in "
+            f"{report.wall_s:.1f} s, "
             f"{report.images_per_s:.1f} images/s), peak memory {outputs.human_bytes(report.peak_memory_bytes)} "
             f"({report.peak_memory_kind})",
             file=self.out,
@@ -147,7 +162,10 @@ class RunRecord:
             print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
         if self.dry_run:
             files = sorted({str(p) for p in outputs.relative_files(self.run_dir, self.written)})
-            print(f"dry run: one step of everything into {self.run_dir}: {', '.join(files)}", file=self.out)
+            where = f"into {self.run_dir}: {', '.join(files)}"
+            if self.temporary:
+                where += "; the temporary folder is removed now (--out DIR keeps a dry run's files)"
+            print(f"dry run: one step of everything {where}", file=self.out)
         self.out.flush()
 
     def write_run_json(
@@ -265,3 +283,16 @@ def _hwc(shape: tuple[int, int, int]) -> str:
 
 def _chw(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def _stop_note(plan: Plan) -> str:
+    if plan.stop == "max_steps":
+        return f", stops at max_steps {plan.total:,}"
+    return f", {plural(plan.epochs, 'epoch')}"
+
+
+def _fitted(stored: tuple[int, int, int], image: tuple[int, ...]) -> str:
+    """How stored images larger than the spec's are fitted to it (the seed's centre crop), if they are."""
+    if stored[:2] == tuple(image[1:]):
+        return ""
+    return f", centre-cropped to {image[1]}x{image[2]}"

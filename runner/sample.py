@@ -29,11 +29,17 @@ class SampleReport:
 
 
 def sample(
-    checkpoint: Path, n: int, out: Path, seed: int = 0, device: str = "auto", force: bool = False
+    checkpoint: Path,
+    n: int,
+    out: Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    force: bool = False,
 ) -> SampleReport:
     """Write a grid of ``n`` images drawn from the checkpoint's generator (its EMA copy when it has one).
     ``checkpoint`` may also be a run folder: its newest checkpoint is used.
 
+    ``out`` defaults to ``default_out``: a file in the run's ``samples/`` folder named by step, seed and n.
     Refuses to replace an existing ``out`` unless ``force``; the latents come from ``seed`` alone.
     """
     if n < 1:
@@ -42,13 +48,15 @@ def sample(
         raise RunError(
             f"--n {n}: at most {MAX_IMAGES} images in one grid; draw several grids with other --seed"
         )
-    if out.exists() and not force:
-        raise RunError(f"{out}: already exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise RunError(f"{out.parent}: no such folder for --out")
+    if out is not None:
+        _check_out(out, force)  # before loading anything
     checkpoint = _checkpoint_in(checkpoint)
     target = resolve_device(device)
     state = ckpt.load_checkpoint(checkpoint)
+    if out is None:
+        out = default_out(checkpoint, int(state["step"]), seed, n)
+        out.parent.mkdir(exist_ok=True)
+        _check_out(out, force)
     spec = ckpt.checkpoint_spec(state, checkpoint)
     gan = build(spec, target)
     weights = "ema" if state.get("ema") is not None else "generator"
@@ -65,6 +73,21 @@ def sample(
     value_range = (float(stored_range[0]), float(stored_range[1])) if stored_range else data_range(spec)
     save_grid(images, out, value_range)
     return SampleReport(out, n, weights, int(state["step"]))
+
+
+def default_out(checkpoint: Path, step: int, seed: int, n: int) -> Path:
+    """Where a grid goes without ``--out``: ``RUN/samples/sample_step000500_seed0_n16.png`` for a checkpoint of a
+    run folder, the checkpoint's own folder for a loose file."""
+    run = ckpt.run_dir_of(checkpoint)
+    folder = run / "samples" if run is not None else checkpoint.parent
+    return folder / f"sample_step{step:06d}_seed{seed}_n{n}.png"
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise RunError(f"{out}: already exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise RunError(f"{out.parent}: no such folder for --out")
 
 
 def _generate(generator: torch.nn.Module, z: torch.Tensor, device: torch.device) -> torch.Tensor:

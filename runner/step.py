@@ -2,8 +2,9 @@
 and the updates of one real batch.
 
 A step is ``d_steps`` discriminator updates (for the seed's BCE, one optimiser step on the real batch with target
-1 and one on G(z).detach() with target 0), then one generator update through D, each with a fresh latent batch
-from the step's own generator. Nothing here reads a value back from the device: a step returns its losses as a
+1 and one on G(z).detach() with target 0), each on its own real batch as the WGAN-GP reference code draws them,
+then one generator update through D, each with a fresh latent batch from the step's own generator. The caller
+hands a step ``d_steps`` real batches at once, as one tensor of ``d_steps × batch_size`` images. Nothing here reads a value back from the device: a step returns its losses as a
 device tensor, and the caller decides when to look.
 
 The fast path is switched by the train section: ``precision: bf16`` runs the forward passes under bf16 autocast
@@ -94,14 +95,20 @@ class GanStep:
         self._no_autocast = contextlib.nullcontext()
 
     def __call__(self, real_uint8: torch.Tensor) -> torch.Tensor:
-        """Train on one uint8 batch; returns (loss_d, loss_g, mean D(x), mean D(G(z))) as a float32 device
-        tensor, without waiting for the device."""
+        """Train on ``d_steps`` uint8 batches, stacked into one tensor: the k-th batch is the k-th critic
+        update's. Returns (loss_d, loss_g, mean D(x), mean D(G(z))) of the last critic update and the generator
+        update as a float32 device tensor, without waiting for the device."""
+        if real_uint8.shape[0] % self.cfg.d_steps:
+            raise ValueError(
+                f"a step takes d_steps={self.cfg.d_steps} equal batches, got {real_uint8.shape[0]} images"
+            )
         real = to_float(real_uint8.to(self.device, non_blocking=True), self.value_range)
         if self.cfg.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        for _ in range(self.cfg.d_steps):
-            loss_d, d_real, d_fake = self._discriminator_update(real)
-        loss_g = self._generator_update(real.shape[0])
+        batch = real.shape[0] // self.cfg.d_steps
+        for real_batch in real.chunk(self.cfg.d_steps):  # equal batches: checked above
+            loss_d, d_real, d_fake = self._discriminator_update(real_batch)
+        loss_g = self._generator_update(batch)
         if self.ema is not None:
             self.ema.update(self.gan.generator)
         return torch.stack([loss_d, loss_g, d_real, d_fake]).float()

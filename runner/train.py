@@ -1,6 +1,7 @@
 """``archspec train``: setup (everything that can fail, before any step) → the training loop → cleanup.
 
-One step is one real batch, trained by ``runner.step.GanStep``. Losses stay on the device as tensors and are
+One step is one generator update after ``d_steps`` critic updates, each on a fresh real batch (the schedule is
+``runner.schedule``'s), trained by ``runner.step.GanStep``. Losses stay on the device as tensors and are
 read back only every ``log_every`` steps, so a step never waits for the device; data that does not fit on the
 GPU comes through pinned memory, prefetched by a thread. Everything a step draws at random comes from generators
 that checkpoints save, so a run resumed from a checkpoint continues bit for bit as if it had never stopped.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import signal
 import tempfile
 import threading
@@ -31,6 +33,7 @@ from torch import nn
 
 from archspec.layers import MAX_SIZE
 from archspec.modules import GAN
+from archspec.words import plural
 from runner import checkpoint as ckpt
 from runner import distributed, outputs
 from runner.config import Resolved, resolve, train_changes
@@ -41,6 +44,7 @@ from runner.finite import NonFiniteLoss, check_losses, check_weights
 from runner.prefetch import prefetched
 from runner.record import RunRecord, TrainReport, console
 from runner.run_state import Position, checkpoint_state, load_resume, restore
+from runner.schedule import images_per_step, plan_steps
 from runner.seeds import GLOBAL_STREAM, LATENT_STREAM, SAMPLE_STREAM, derived_seed, seed_everything
 from runner.step import STATS, GanStep, build_gan
 
@@ -67,7 +71,10 @@ def train(options: TrainOptions) -> TrainReport:
     """
     with distributed.session() as world:
         trainer = Trainer.setup(options, world)
-        return trainer.run()
+        try:
+            return trainer.run()
+        finally:
+            trainer.remove_temporary()
 
 
 class Trainer:
@@ -100,15 +107,18 @@ class Trainer:
         self.fixed_z = gan.latent(self.cfg.samples, generator=sample_rng).to(device)
         self.pos = Position()
         # Each rank trains an equal share of every epoch (the tail that does not divide evenly is dropped).
-        self.per_epoch = (len(data) // self.world.world_size) // self.cfg.batch_size
-        self.total = min(self.cfg.max_steps or MAX_SIZE, self.cfg.epochs * self.per_epoch)
+        self.plan = plan_steps(self.cfg, len(data) // self.world.world_size)
+        self.per_epoch, self.total = self.plan.per_epoch, self.plan.total
         self.metrics = outputs.MetricsLog(run_dir / "metrics.jsonl")
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.last_checkpoint: Path | None = None
         self.ranks_identical: bool | None = None
+        # A dry run without --out goes to a temporary folder, removed when the run ends.
+        self.temporary = run_dir.parents[1] if options.dry_run and "out" not in options.overrides else None
         self.record = RunRecord(
             run_dir, resolved, options.overrides, options.dry_run, device, data, self.world, self.out
         )
+        self.record.temporary = self.temporary is not None
         self._stop_requested = False
         self._stop_agreed = False  # under torchrun: some rank asked to stop, as of the last log step
         self._session_start = time.perf_counter()
@@ -175,7 +185,7 @@ class Trainer:
 
     def run(self) -> TrainReport:
         """Train to the end (or Ctrl-C), then write the final samples, last.pt, loss.png and the report."""
-        self.record.print_header(self.gan, self.pos, self.total, self.per_epoch)
+        self.record.print_header(self.gan, self.pos, self.plan)
         if self.pos.step >= self.total:
             print(
                 f"already at step {self.pos.step} of {self.total}: nothing to train (raise --max-steps or "
@@ -244,7 +254,8 @@ class Trainer:
         return "finished"
 
     def _epoch_batches(self) -> Generator[torch.Tensor, None, None]:
-        shuffle, size, n = self.cfg.shuffle, self.cfg.batch_size, len(self.data)
+        # One batch of the data is one step's d_steps critic batches, stacked: GanStep splits it.
+        shuffle, size, n = self.cfg.shuffle, images_per_step(self.cfg), len(self.data)
         # The order of epoch e depends on (seed, e) alone, so a resumed run skips exactly the batches it did.
         if self.world.distributed:
             # Every rank draws the same permutation and trains its own share of it, as DistributedSampler.
@@ -290,7 +301,7 @@ class Trainer:
         means = values.mean(dim=0).tolist()
         row: dict[str, Any] = {"step": self.pos.step, "epoch": self.pos.epoch + 1}
         row.update({name: float(v) for name, v in zip(STATS, means, strict=True)})
-        images = (self.pos.step - since_step) * self.cfg.batch_size * self.world.world_size
+        images = (self.pos.step - since_step) * images_per_step(self.cfg) * self.world.world_size
         row["images_per_s"] = images / max(now - since, 1e-9)
         row["time"] = round(self.pos.elapsed + now - self._session_start, 3)
         self.pending.clear()
@@ -359,6 +370,11 @@ class Trainer:
 
     # --- cleanup -------------------------------------------------------------------------------------------------
 
+    def remove_temporary(self) -> None:
+        """Remove a dry run's temporary folder (rank 0 made it, rank 0 removes it)."""
+        if self.temporary is not None and self.world.is_main:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+
     def _finish(self) -> None:
         self._sample(self.run_dir / "samples" / "final.png")
         self._save(self.run_dir / "checkpoints" / ckpt.LAST)
@@ -367,13 +383,16 @@ class Trainer:
     def _plot(self) -> None:
         if self.world.is_main and self.metrics.rows:
             outputs.plot_losses(
-                self.metrics.rows, self.run_dir / "loss.png", f"{self.resolved.spec.name}: losses"
+                self.metrics.rows,
+                self.run_dir / "loss.png",
+                f"{self.resolved.spec.name}: losses",
+                self.cfg.loss,
             )
             self.record.written.append(self.run_dir / "loss.png")
 
     def _report(self, status: str, steps_run: int, wall: float) -> TrainReport:
         peak, kind = peak_memory(self.device)
-        images = steps_run * self.cfg.batch_size * self.world.world_size
+        images = steps_run * images_per_step(self.cfg) * self.world.world_size
         images_per_s = images / wall if wall > 0 else 0.0
         report = TrainReport(
             run_dir=self.run_dir,
@@ -388,6 +407,7 @@ class Trainer:
             resume_hint=f"archspec train {self.options.spec} --resume {self.run_dir}",
             world_size=self.world.world_size,
             ranks_identical=self.ranks_identical,
+            stopped_by=self.plan.describe_stop() if status == "finished" else None,
         )
         self._write_run_json(status, report)
         self.record.print_report(report)
@@ -397,7 +417,7 @@ class Trainer:
         self.record.write_run_json(status, self.pos.step, self.ranks_identical, report)
 
     def _epoch_label(self) -> str:
-        return f"{self.pos.epoch + 1}/{self.cfg.epochs}"
+        return f"{self.pos.epoch + 1}/{self.plan.epochs}"
 
     @contextlib.contextmanager
     def _sigint_stops(self) -> Iterator[None]:
@@ -438,13 +458,16 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
         raise RunError(
             f"image files hold grey or RGB pictures, but the spec's image has {spec.image[0]} channels"
         )
-    limit = options.limit if not options.dry_run else cfg.batch_size * ranks
+    per_step = images_per_step(cfg)
+    limit = options.limit if not options.dry_run else per_step * ranks
     data = open_images(source, spec.image, resolved.value_range, seed=cfg.seed, limit=limit)
-    if len(data) // ranks < cfg.batch_size:
+    if len(data) // ranks < per_step:
         each = f" ({len(data) // ranks} for each of {ranks} processes)" if ranks > 1 else ""
+        need = f"one batch of {cfg.batch_size} (partial batches are skipped)"
+        if cfg.d_steps > 1:
+            need = f"one step's {cfg.d_steps} batches of {cfg.batch_size} (a fresh one per critic update)"
         raise RunError(
-            f"{source}: {len(data)} images{each}, fewer than one batch of {cfg.batch_size} (partial batches "
-            "are dropped); lower --batch-size or use more images"
+            f"{source}: {plural(len(data), 'image')}{each}, fewer than {need}; lower --batch-size or use more images"
         )
     if device.type != "cpu" and (
         cfg.data_on_device == "always"

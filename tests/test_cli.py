@@ -23,7 +23,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", ["conv_gan", "dcgan64", "tiny", "examples/resblock", "zoo/mimicry_sngan32"])
+@pytest.mark.parametrize(
+    "name", ["conv_gan", "dcgan32", "dcgan64", "tiny", "examples/resblock", "zoo/mimicry_sngan32"]
+)
 def test_check_tables_match_golden_files(
     capsys: pytest.CaptureFixture[str], name: str, monkeypatch: pytest.MonkeyPatch, update_golden: bool
 ) -> None:
@@ -33,9 +35,7 @@ def test_check_tables_match_golden_files(
     golden = GOLDEN / f"check_{name.replace('/', '_')}.txt"
     if update_golden:
         golden.write_text(out, encoding="utf-8")
-    assert out == golden.read_text(encoding="utf-8"), (
-        "after a deliberate change: pytest --update-golden"
-    )
+    assert out == golden.read_text(encoding="utf-8"), "after a deliberate change: pytest --update-golden"
 
 
 def test_seed_table_shows_the_seed_facts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,6 +103,47 @@ def test_invalid_spec_prints_errors_to_stderr_and_exits_1(
     assert err.rstrip().endswith("1 error")
 
 
+@pytest.mark.parametrize("columns", ["160", "40"])
+def test_a_piped_error_line_is_never_wrapped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    spec = tmp_path / "a_spec_file_with_a_rather_long_name_to_make_the_line_long.yaml"
+    spec.write_text(
+        (SPECS / "tiny.yaml").read_text().replace("out_features: 128}", "out_features: 1" + "0" * 150 + "}")
+    )
+    code, _, err = run(capsys, "check", str(spec))
+    assert code == 1
+    first, *rest = err.splitlines()
+    assert len(first) > 200  # one line, however long and whatever COLUMNS says
+    assert first.startswith(f"{spec}:") and first.endswith("0" * 150)
+    assert rest == [f"{spec}: 1 error"]
+
+
+def test_format_github_prints_one_annotation_per_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "check", "--format", "github", str(SPECS / "broken" / "pad.yaml"), str(SPECS / "tiny.yaml")
+    )
+    assert code == 1 and err == ""
+    pad = SPECS / "broken" / "pad.yaml"
+    assert out.splitlines() == [
+        f"::error file={pad},line=22,col=7,title=archspec::generator.layers[9] (conv_transpose2d): output "
+        "130×130, the image is 128×128%0A(62−1)·2 − 2·0 + 7 + 0 + 1 = 130%0Afix: padding: 1 gives 128×128",
+        f"{pad}: 1 error",
+        f"{SPECS / 'tiny.yaml'}: ok",
+    ]
+
+
+def test_format_github_escapes_what_the_runner_would_split_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "a,b:c%.yaml"
+    code, out, _ = run(capsys, "check", "--format", "github", str(spec))
+    assert code == 1
+    escaped = str(spec).replace("%", "%25").replace(":", "%3A").replace(",", "%2C")
+    assert out.splitlines()[0].startswith(f"::error file={escaped},title=archspec::")  # no line: no such file
+
+
 def test_several_specs_exit_1_if_any_is_invalid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     code, out, err = run(capsys, "check", str(SPECS / "tiny.yaml"), str(missing))
@@ -133,6 +174,9 @@ def test_summary_runs_torchinfo_without_weights(capsys: pytest.CaptureFixture[st
     code, out, _ = run(capsys, "summary", str(SPECS / "conv_gan.yaml"))
     assert code == 0
     assert "Total params: 4,330,816" in out and "Total params: 4,294,448" in out
+    # torchinfo's Mult-Adds and check's MACs side by side, with why they differ.
+    assert out.rstrip().endswith("check's MACs at batch 1: G 3,483,258,316 · D 3,245,457,708")
+    assert "each bias as one more multiply-add" in out
 
 
 def test_check_imports_no_torch() -> None:

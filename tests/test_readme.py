@@ -34,7 +34,9 @@ def test_train_reference_lists_every_field() -> None:
         assert f"`{field}`" in README, f"README does not document train.{field}"
 
 
-@pytest.mark.parametrize(("spec", "golden_name"), [("conv_gan", "conv_gan"), ("examples/resblock", "examples_resblock")])
+@pytest.mark.parametrize(
+    ("spec", "golden_name"), [("conv_gan", "conv_gan"), ("examples/resblock", "examples_resblock")]
+)
 def test_shown_tables_are_the_real_output(spec: str, golden_name: str) -> None:
     golden = (ROOT / "tests" / "golden" / f"check_{golden_name}.txt").read_text(encoding="utf-8")
     block = README.split(f"$ archspec check specs/{spec}.yaml\n", 1)[1].split("```", 1)[0]
@@ -64,3 +66,22 @@ def test_shown_errors_are_the_real_output(monkeypatch: pytest.MonkeyPatch) -> No
         result = check_file(path)
         rendered = "\n".join(SpecError.render(e) for e in result.errors)
         assert text.startswith(rendered), f"README's output for {path} is stale"
+
+
+def test_the_demo_trains_dcgan32_as_the_readme_says() -> None:
+    import yaml
+
+    demo = (ROOT / "scripts" / "demo.sh").read_text()
+    spec = yaml.safe_load((ROOT / "specs" / "dcgan32.yaml").read_text())
+    assert "archspec check specs/conv_gan.yaml" in demo  # the seed first
+    assert "archspec train specs/dcgan32.yaml" in demo and '"${DEMO_STEPS:-750}"' in demo
+    train = spec["train"]
+    assert (train["max_steps"], train["batch_size"], train["loss"], train["shuffle"]) == (
+        750,
+        64,
+        "bce_logits",
+        True,
+    )
+    assert train["sample_every"] == 250 and "steps 250, 500 and 750" in README
+    golden = (ROOT / "tests" / "golden" / "check_dcgan32.txt").read_text()
+    assert "1,732,224 (G 1,068,928 + D 663,296)" in golden and "G 1,068,928 and D 663,296" in README

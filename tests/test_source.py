@@ -287,3 +287,53 @@ def test_every_source_error_is_one_line_with_a_place() -> None:
     for text in ["a: [1\n", "a: 1\na: 2\n", "a: !!python/none ''\n", BILLION_LAUGHS, "- 1\n"]:
         error = source_error(text)
         assert error.headline().startswith(f"s.yaml:{error.line}:{error.column}: error: ")
+
+
+# --- YAML errors in plain words ------------------------------------------------------------------------------------
+
+_HEAD = "name: a\nlatent: 100\nimage: [3, 64, 64]\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "hint"),
+    [
+        (  # a list item one space short
+            "generator:\n  layers:\n    - {type: linear, out_features: 10}\n   - {type: relu}\n",
+            7,
+            "line 7 is indented by 3, the line above by 4 (6 after its '- ')",
+        ),
+        (  # a field of a list item aligned with the dash instead of the field above
+            "generator:\n  layers:\n    - type: linear\n    out_features: 10\n",
+            7,
+            "line 7 is indented by 4, the line above by 4 (6 after its '- ')",
+        ),
+        (  # a field indented deeper than its neighbour
+            "train:\n  batch_size: 4\n    lr: 0.1\n",
+            6,
+            "line 6 is indented by 4, the line above by 2",
+        ),
+    ],
+)
+def test_indentation_errors_get_a_plain_hint(body: str, line: int, hint: str) -> None:
+    error = source_error(_HEAD + body)
+    assert error.line == line and error.message.startswith("YAML syntax: ")  # PyYAML's words stay, for search
+    assert error.fix is not None and error.fix.startswith(f"check the indentation: {hint};")
+
+
+def test_a_colon_in_a_text_value_is_mentioned() -> None:
+    error = source_error(_HEAD + "description: GAN: faces\n")
+    assert error.fix is not None and "put the text in quotes" in error.fix
+
+
+def test_other_syntax_errors_get_no_indentation_hint() -> None:
+    assert source_error(_HEAD + "generator: {layers: [\n").fix is None
+
+
+def test_a_section_field_dedented_to_the_top_level_is_named_as_such() -> None:
+    text = _HEAD + "generator:\nlayers:\n  - {type: linear, out_features: 10}\n"
+    errors = check_text(text).errors
+    layers = next(e for e in errors if e.path == "layers")
+    assert layers.message == "unknown field 'layers' at the top level"
+    assert layers.fix == "layers belongs inside generator or discriminator: indent it under its section"
+    shuffled = check_text(_HEAD + "shuffle: true\n").errors
+    assert any(e.fix == "shuffle belongs inside train: indent it under its section" for e in shuffled)

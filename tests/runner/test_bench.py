@@ -132,7 +132,7 @@ def test_the_seed_loop_reads_every_loss_back_as_it_goes() -> None:
 
 @pytest.mark.parametrize("steps", [1, 4, 5, 7])
 def test_timed_steps_are_split_into_chunks_that_add_up(steps: int) -> None:
-    from runner.bench import _split
+    from runner.bench_timing import split as _split
 
     parts = _split(steps, 5)
     assert sum(len(p) for p in parts) == steps and all(len(p) > 0 for p in parts)

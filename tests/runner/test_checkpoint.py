@@ -66,9 +66,13 @@ def _train(cli: Cli, spec: Path, out: Path, *args: Any) -> Path:
 
 
 CASES = {
-    # 64 images / 16 per batch = 4 batches an epoch: 6 steps stop mid-epoch, 12 cross two epochs.
+    # 64 images / 16 per step = 4 steps an epoch: 6 steps stop mid-epoch, 12 cross two epochs. With 2 critic
+    # updates a step reads two batches: 2 x 8 images.
     "bce, shuffled, EMA, dropout": (_with_dropout, ["--ema", "0.9"]),
-    "wgan_gp, 2 critic steps, in order": (_critic, ["--loss", "wgan_gp", "--d-steps", "2", "--no-shuffle"]),
+    "wgan_gp, 2 critic steps, in order": (
+        _critic,
+        ["--loss", "wgan_gp", "--d-steps", "2", "--batch-size", "8", "--no-shuffle"],
+    ),
 }
 
 
@@ -254,6 +258,19 @@ def test_sample_refuses_to_overwrite(cli: Cli, tmp_path: Path) -> None:
     assert out.read_bytes() == b"keep me"
     assert cli("sample", run / "checkpoints" / "last.pt", "--out", out, "--force").code == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_without_out_writes_into_the_run_folder(cli: Cli, tmp_path: Path) -> None:
+    run = _train(cli, TINY, tmp_path / "runs", "--max-steps", 2)
+    result = cli("sample", run, "--n", 4, "--seed", 1)
+    assert result.code == 0, result.err
+    grid = run / "samples" / "sample_step000002_seed1_n4.png"
+    assert f"wrote {grid}: 4 images" in result.out and grid.is_file()
+    assert "already exists" in one_error_line(cli("sample", run, "--n", 4, "--seed", 1))
+    loose = tmp_path / "loose.pt"
+    loose.write_bytes((run / "checkpoints" / "last.pt").read_bytes())
+    assert cli("sample", loose, "--n", 1).code == 0
+    assert (tmp_path / "sample_step000002_seed0_n1.png").is_file()
 
 
 def test_sample_from_a_run_folder_uses_its_newest_checkpoint(cli: Cli, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_folder_of_pngs_is_cropped_like_the_seed(tmp_path: Path) -> None:
     (src / "notes.txt").write_text("not an image")
     report = pack_images(src, tmp_path / "out.h5", 32, None, False)
     packed, attrs = _read(tmp_path / "out.h5")
-    assert report == PackReport(count=3, shape=(3, 32, 32, 3), path=tmp_path / "out.h5")
+    assert report == PackReport(3, (3, 32, 32, 3), tmp_path / "out.h5", "centre-cropped to 32x32")
     assert packed.dtype == np.uint8
     for i, name in enumerate(["a.PNG", "b.png", "sub/c.png"]):
         np.testing.assert_array_equal(packed[i], _seed_crop(images[name], 32))
@@ -256,3 +257,50 @@ def test_real_faces_round_trip(tmp_path: Path) -> None:
     assert len(images) == 200 and images.info.layout == "packed"
     expected = np.repeat(grey[:, None, 4:20, 4:20], 3, axis=1)
     np.testing.assert_array_equal(images.images.numpy(), expected)
+
+
+def _lfw_npy() -> Path:
+    """scikit-image's own file: 200 grey 25x25 LFW faces as float64 in [0, 1]."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return Path(skimage_data.__file__).parent / "lfw_subset.npy"
+
+
+def test_npy_of_grey_floats_packs_into_one_channel(tmp_path: Path) -> None:
+    src = _lfw_npy()
+    faces = np.load(src)
+    report = pack_images(src, tmp_path / "lfw.h5", 16, None, False, channels=1)
+    assert (report.count, report.shape, report.fitted) == (200, (200, 16, 16, 1), "centre-cropped to 16x16")
+    images, attrs = _read(tmp_path / "lfw.h5")
+    np.testing.assert_array_equal(images[..., 0], np.rint(faces * 255).astype(np.uint8)[:, 4:20, 4:20])
+    assert attrs["crop"] == "center 16x16"
+
+
+def test_npy_of_rgb_uint8_and_grey_to_rgb(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(5, 20, 24, 3), dtype=np.uint8)
+    np.save(tmp_path / "rgb.npy", rgb)
+    pack_images(tmp_path / "rgb.npy", tmp_path / "rgb.h5", 16, 3, False)
+    np.testing.assert_array_equal(_read(tmp_path / "rgb.h5")[0], rgb[:3, 2:18, 4:20])
+    np.save(tmp_path / "grey.npy", rgb[..., :1])  # (N, H, W, 1)
+    report = pack_images(tmp_path / "grey.npy", tmp_path / "grey.h5", 16, None, True)
+    assert report.shape == (5, 16, 16, 3) and report.fitted.startswith("resized")
+    packed = _read(tmp_path / "grey.h5")[0]
+    assert np.array_equal(packed[..., 0], packed[..., 2])  # grey repeated to RGB
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((4, 8, 8, 2), np.uint8), "expected images"),
+        (np.zeros((4, 8), np.uint8), "expected images"),
+        (np.full((4, 8, 8), 3.0), "float pixels from 3 to 3; expected [0, 1]"),
+        (np.zeros((4, 8, 8), np.int64), "holds int64"),
+    ],
+)
+def test_npy_that_is_not_images_is_one_message(tmp_path: Path, array: np.ndarray, message: str) -> None:
+    np.save(tmp_path / "x.npy", array)
+    with pytest.raises(RunError, match=re.escape(message)):
+        pack_images(tmp_path / "x.npy", tmp_path / "x.h5", 4, None, False)
+    (tmp_path / "obj.npy").write_bytes(b"not numpy")
+    with pytest.raises(RunError, match=r"not a readable \.npy"):
+        pack_images(tmp_path / "obj.npy", tmp_path / "y.h5", 4, None, False)
