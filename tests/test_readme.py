@@ -82,6 +82,6 @@ def test_the_demo_trains_dcgan32_as_the_readme_says() -> None:
         "bce_logits",
         True,
     )
-    assert train["sample_every"] == 250 and "steps 250, 500 and 750" in README
+    assert train["sample_every"] == 250 and "steps 250, 500 and 750" in README and "seed 0" in README
     golden = (ROOT / "tests" / "golden" / "check_dcgan32.txt").read_text()
     assert "1,732,224 (G 1,068,928 + D 663,296)" in golden and "G 1,068,928 and D 663,296" in README
