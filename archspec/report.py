@@ -14,6 +14,11 @@ from rich.text import Text
 from archspec.check import CheckResult
 from archspec.trace import NetworkTrace, Totals
 
+# Bounds on what a terminal is shown of a huge spec (rendering 60,000 rows takes rich minutes): the first and
+# last layers of a longer network, the first errors and a count of the rest.
+MAX_TABLE_ROWS = 200
+MAX_ERRORS = 50
+
 
 def console(file: TextIO | None = None) -> Console:
     """A console that writes plain text (no colour codes) when piped or when NO_COLOR is set.
@@ -49,8 +54,11 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
     """Tables and the contract line for a valid spec; every error for an invalid one."""
     if result.errors:
         n = len(result.errors)
-        summary = Text(f"{result.file}: {n} error{'s' if n > 1 else ''}", style="bold red")
-        emit(err, *[Text(error.render()) for error in result.errors], summary)
+        shown = [Text(error.render()) for error in result.errors[:MAX_ERRORS]]
+        if n > MAX_ERRORS:
+            shown.append(Text(f"... and {n - MAX_ERRORS:,} more errors (--json lists them all)"))
+        summary = Text(f"{result.file}: {n:,} error{'s' if n > 1 else ''}", style="bold red")
+        emit(err, *shown, summary)
         return
     assert result.spec is not None and result.generator and result.discriminator and result.totals
     name = result.spec.name
@@ -81,7 +89,11 @@ def network_table(title: str, net: NetworkTrace, caption: str) -> Table:
         ("act/sample", "right"),
     ):
         table.add_column(header, justify="right" if justify == "right" else "left", no_wrap=True)
-    for t in net.layers:
+    half = MAX_TABLE_ROWS // 2
+    hidden = len(net.layers) - MAX_TABLE_ROWS
+    for t in net.layers[:half] + net.layers[-half:] if hidden > 0 else net.layers:
+        if hidden > 0 and t.index == net.layers[-half].index:
+            table.add_row("⋮", f"{hidden:,} more layers (--json lists them all)", "", "", "", "", "", "")
         shape_changed = t.output != t.input
         table.add_row(
             str(t.index),

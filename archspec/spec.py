@@ -81,7 +81,8 @@ class Train(_Frozen):
 class Spec(_Frozen):
     """A whole GAN: what a spec file holds once validated."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
+    # Names the run folder: a leading dot would hide it, or (".", "..") put it outside --out.
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", max_length=100)]
     latent: Annotated[Latent, BeforeValidator(_latent_shorthand)]
     image: Annotated[
         tuple[Size, Size, Size], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
