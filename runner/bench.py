@@ -41,7 +41,7 @@ from runner.data import ImageSet, epoch_generator, open_images
 from runner.device import describe_device, peak_memory, prepare_device, resolve_device, synchronize
 from runner.errors import RunError
 from runner.handwritten import BatchedLoop, SeedLoop
-from runner.outputs import human_bytes
+from runner.outputs import check_output, human_bytes
 from runner.prefetch import prefetched
 from runner.step import GanStep, build_gan
 
@@ -353,12 +353,7 @@ def print_result(result: BenchResult, stream: TextIO) -> None:
 
 def check_json_path(path: Path, force: bool) -> None:
     """RunError if ``write_json`` could not write ``path``: checked before the benchmark, not after it."""
-    if path.is_dir():
-        raise RunError(f"{path}: is a folder; give --json a file name")
-    if path.exists() and not force:
-        raise RunError(f"{path}: already exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise RunError(f"{path.parent}: no such folder for --json")
+    check_output(path, force, "--json")
 
 
 def write_json(result: BenchResult, path: Path) -> None:

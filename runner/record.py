@@ -44,6 +44,7 @@ class TrainReport:
     resume_hint: str
     world_size: int = 1  # processes that trained; images_per_s counts all of them
     ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
+    signal: str | None = None  # the stop signal that ended the run early ("SIGTERM"), if one did
 
 
 def console(stdout: TextIO | None, world: World) -> TextIO:
@@ -86,7 +87,8 @@ class RunRecord:
         self.changes: list[str] = []
         self.notes: list[str] = []
         previous = _read_json(run_dir / "run.json") or {}
-        self._previous_sessions: list[Any] = list(previous.get("sessions", []))
+        sessions = previous.get("sessions")
+        self._previous_sessions: list[Any] = sessions if isinstance(sessions, list) else []
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
 
     def print_header(self, gan: GAN, pos: Position, total: int, per_epoch: int) -> None:
