@@ -59,9 +59,13 @@ class _FastLoader(Composer, CParser or object, SafeConstructor, Resolver):  # ty
         Resolver.__init__(self)
         Composer.__init__(self)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.get_event()
+        self._nodes += 1
+        if self._nodes > MAX_NODES:  # the builder would refuse it too, after composing all of it
+            raise _TooManyNodes(event.start_mark)
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in self.anchors:
                 raise yaml.composer.ComposerError(
@@ -105,6 +109,13 @@ class _FastLoader(Composer, CParser or object, SafeConstructor, Resolver):  # ty
         node.end_mark = self.get_event().end_mark
         self._depth -= 1
         return node
+
+
+class _TooManyNodes(Exception):
+    """More than MAX_NODES nodes written out (not through aliases, which the builder counts)."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
 
 
 # Deeper than any spec: the builder refuses more than MAX_DEPTH levels with a path; beyond this, composing stops.
@@ -207,6 +218,9 @@ def _compose(text: str, name: str) -> tuple[Any, yaml.Node | None]:
                 raise SourceError(_parser_error(name, text, exc)) from None
         except RecursionError:
             pass  # PyYAML's parser stops at the same place and says where
+        except _TooManyNodes as exc:
+            message = f"more than {MAX_NODES:,} YAML nodes"
+            raise SourceError(SpecError(name, exc.mark.line + 1, exc.mark.column + 1, "", message)) from None
     loader: _Loader | None = None
     try:
         loader = _Loader(text)

@@ -19,7 +19,7 @@ import pytest
 from archspec.check import check_file
 from archspec.cli import main
 from archspec.report import MAX_ERRORS, MAX_TABLE_ROWS
-from archspec.source import MAX_BYTES, SourceError, read_source
+from archspec.source import MAX_BYTES, MAX_NODES, SourceError, read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = (ROOT / "specs" / "tiny.yaml").read_text(encoding="utf-8")
@@ -144,3 +144,9 @@ def test_summary_with_a_batch_of_10_to_the_12_is_one_line(capsys: pytest.Capture
     assert main(["summary", str(ROOT / "specs" / "tiny.yaml"), "--batch-size", str(10**12)]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and "at batch size 1000000000000" in line
+
+
+def test_100000_layers_are_refused_while_composing(tmp_path: Path) -> None:
+    path = _spec(tmp_path, _with_generator_layers("    - {type: relu}\n" * 100_000))
+    (error,) = check_file(path).errors
+    assert error.message == f"more than {MAX_NODES:,} YAML nodes" and error.line < 100_000
