@@ -114,7 +114,7 @@ def check_sync_batchnorm(sync: bool, device: torch.device, world: World) -> None
     """RunError if ``sync_batchnorm`` cannot work here (PyTorch's SyncBatchNorm needs CUDA tensors)."""
     if sync and device.type != "cuda":
         raise RunError(
-            "--sync-batchnorm: PyTorch's SyncBatchNorm runs on CUDA only; on the CPU each process keeps "
+            "--sync-batchnorm: PyTorch's SyncBatchNorm runs on CUDA only; on the CPU (gloo) each process keeps "
             "its own batch statistics, so drop --sync-batchnorm"
         )
 

@@ -218,7 +218,7 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------------------------
 
     def run(self) -> TrainReport:
-        """Train to the end (or Ctrl-C), then write the final samples, last.pt, loss.png and the report."""
+        """Train to the end (or a stop signal), then write the final samples, last.pt, loss.png and the report."""
         self.record.print_header(self.gan, self.pos, self.total, self.per_epoch)
         if self.pos.step >= self.total:
             print(
