@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -15,6 +16,11 @@ from rich.text import Text
 
 from archspec.check import CheckResult
 from archspec.trace import NetworkTrace, Totals
+
+# Bounds on what a terminal is shown of a huge spec (rendering 60,000 rows takes rich minutes): the first and
+# last layers of a longer network, the first errors and a count of the rest.
+MAX_TABLE_ROWS = 200
+MAX_ERRORS = 50
 
 
 def console(file: TextIO | None = None) -> Console:
@@ -71,8 +77,11 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
     """Tables and the contract line for a valid spec; every error for an invalid one."""
     if result.errors:
         n = len(result.errors)
-        summary = Text(f"{result.file}: {n} error{'s' if n > 1 else ''}", style="bold red")
-        emit(err, *[Text(error.render()) for error in result.errors], summary, soft_wrap=True)
+        shown = [Text(error.render()) for error in result.errors[:MAX_ERRORS]]
+        if n > MAX_ERRORS:
+            shown.append(Text(f"... and {n - MAX_ERRORS:,} more errors (--json lists them all)"))
+        summary = Text(f"{result.file}: {n:,} error{'s' if n > 1 else ''}", style="bold red")
+        emit(err, *shown, summary, soft_wrap=True)
         return
     assert result.spec is not None and result.generator and result.discriminator and result.totals
     name = result.spec.name
@@ -121,7 +130,11 @@ def network_table(title: str, net: NetworkTrace, caption: str) -> Table | Wide:
         ("act/sample", "right"),
     ):
         table.add_column(header, justify="right" if justify == "right" else "left", no_wrap=True)
-    for t in net.layers:
+    half = MAX_TABLE_ROWS // 2
+    hidden = len(net.layers) - MAX_TABLE_ROWS
+    for t in net.layers[:half] + net.layers[-half:] if hidden > 0 else net.layers:
+        if hidden > 0 and t.index == net.layers[-half].index:
+            table.add_row("⋮", f"{hidden:,} more layers (--json lists them all)", "", "", "", "", "", "")
         shape_changed = t.output != t.input
         table.add_row(
             str(t.index),
@@ -157,6 +170,28 @@ def _graph_table(title: str, net: NetworkTrace, caption: str) -> Table:
     ):
         right = header in ("params", "MACs", "act/sample")
         table.add_column(header, justify="right" if right else "left", no_wrap=True)
+    rows = list(_graph_rows(net))
+    half = MAX_TABLE_ROWS // 2
+    hidden = len(rows) - MAX_TABLE_ROWS
+    if hidden > 0:  # as a chain's: the first and last rows of a long graph, the count of the rest
+        rows = [
+            *rows[:half],
+            (("⋮", f"{hidden:,} more rows (--json lists every layer)", *[""] * 7), None),
+            *rows[-half:],
+        ]
+    for cells, style in rows:
+        table.add_row(*cells, style=style)
+    table.add_section()
+    table.add_row(
+        "", "total", "", "", "", "", f"{net.params:,}", f"{net.macs:,}", _bytes(net.activation_bytes)
+    )
+    return table
+
+
+def _graph_rows(net: NetworkTrace) -> Iterator[tuple[tuple[str, ...], str | None]]:
+    """The rows of a graph's table: each block use or repeat (bold) above its members, indented by depth."""
+    graph = net.graph
+    assert graph is not None
     by_index = {t.index: t for t in net.layers}
     starts: dict[int, list[Any]] = {}
     for group in graph.groups:
@@ -164,36 +199,38 @@ def _graph_table(title: str, net: NetworkTrace, caption: str) -> Table:
     for t in net.layers:
         for group in sorted(starts.get(t.index, []), key=lambda g: g.depth):
             members = [by_index[i] for i in range(group.first, group.last + 1) if i in by_index]
-            table.add_row(
-                group.key,
-                "  " * group.depth + group.label,
-                ", ".join(group.reads),
-                _shape(members[0].input) if members else "",
-                _shape(members[-1].output) if members else "",
-                "",
-                _count(sum(m.params for m in members)),
-                _count(sum(m.macs for m in members)),
-                _bytes(sum(m.activation_bytes for m in members)),
-                style="bold",
+            yield (
+                (
+                    group.key,
+                    "  " * group.depth + group.label,
+                    ", ".join(group.reads),
+                    _shape(members[0].input) if members else "",
+                    _shape(members[-1].output) if members else "",
+                    "",
+                    _count(sum(m.params for m in members)),
+                    _count(sum(m.macs for m in members)),
+                    _bytes(sum(m.activation_bytes for m in members)),
+                ),
+                "bold",
             )
-        table.add_row(
-            t.node.key,
-            "  " * t.node.depth + (t.layer.name + ": " if t.layer.name else "") + t.label,
-            ", ".join(t.node.reads),
-            " ".join(_shape(s) if s else "label" for s in t.inputs) if len(t.inputs) > 1 else _shape(t.input),
-            ", ".join(_shape(o) for o in t.outputs)
-            if t.outputs
-            else (_shape(t.output) if t.output != t.input else "″"),
-            "; ".join(t.arithmetic),
-            _count(t.params),
-            _count(t.macs),
-            _bytes(t.activation_bytes),
+        yield (
+            (
+                t.node.key,
+                "  " * t.node.depth + (t.layer.name + ": " if t.layer.name else "") + t.label,
+                ", ".join(t.node.reads),
+                " ".join(_shape(s) if s else "label" for s in t.inputs)
+                if len(t.inputs) > 1
+                else _shape(t.input),
+                ", ".join(_shape(o) for o in t.outputs)
+                if t.outputs
+                else (_shape(t.output) if t.output != t.input else "″"),
+                "; ".join(t.arithmetic),
+                _count(t.params),
+                _count(t.macs),
+                _bytes(t.activation_bytes),
+            ),
+            None,
         )
-    table.add_section()
-    table.add_row(
-        "", "total", "", "", "", "", f"{net.params:,}", f"{net.macs:,}", _bytes(net.activation_bytes)
-    )
-    return table
 
 
 def totals_table(t: Totals) -> Table:

@@ -7,19 +7,29 @@ constructed, alias expansion is bounded and deep nesting is refused.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 import re
-from collections.abc import Sequence
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from archspec.errors import SpecError
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+# Files up to this size that libyaml finds invalid are parsed again by PyYAML, whose messages are clearer
+# ("expected ',' or '}', but got '{'"); a bigger file gets libyaml's, so that no file takes long to refuse.
+EXACT_MESSAGES_BYTES = 64 * 1024
 
 Loc = tuple[str | int, ...]
 
@@ -32,11 +42,94 @@ class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types: 
     """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 insists on ``1.0e-4``)."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+try:
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml: the pure-Python parser does it all
+    CParser = None
+
+
+class _FastLoader(Composer, CParser or object, SafeConstructor, Resolver):  # type: ignore[misc]  # untyped bases
+    """libyaml's parser (several times faster than PyYAML's) under a lean copy of PyYAML's composer: the same
+    nodes, positions and anchors, without the per-node path-resolver calls, and refusing deep nesting before
+    the recursion gets anywhere near Python's limit."""
+
+    def __init__(self, text: str) -> None:
+        CParser.__init__(self, text)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        Composer.__init__(self)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.get_event()
+        self._nodes += 1
+        if self._nodes > MAX_NODES:  # the builder would refuse it too, after composing all of it
+            raise _TooManyNodes(event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", event.start_mark
+                )
+            return self.anchors[event.anchor]
+        if event.anchor is not None and event.anchor in self.anchors:
+            raise yaml.composer.ComposerError(
+                f"found duplicate anchor {event.anchor!r}; first occurrence",
+                self.anchors[event.anchor].start_mark,
+                "second occurrence",
+                event.start_mark,
+            )
+        node: yaml.Node
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = node
+            return node
+        self._depth += 1
+        if self._depth > _COMPOSE_DEPTH:
+            raise RecursionError  # reported by PyYAML's parser, which stops at the same place
+        mapping = isinstance(event, yaml.MappingStartEvent)
+        kind, default = (
+            (yaml.MappingNode, DEFAULT_MAPPING_TAG) if mapping else (yaml.SequenceNode, DEFAULT_SEQUENCE_TAG)
+        )
+        tag = default if event.tag is None or event.tag == "!" else event.tag
+        node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        end = yaml.MappingEndEvent if mapping else yaml.SequenceEndEvent
+        while not self.check_event(end):
+            if mapping:
+                key = self.compose_node(node, None)
+                node.value.append((key, self.compose_node(node, key)))
+            else:
+                node.value.append(self.compose_node(node, None))
+        node.end_mark = self.get_event().end_mark
+        self._depth -= 1
+        return node
+
+
+class _TooManyNodes(Exception):
+    """More than MAX_NODES nodes written out (not through aliases, which the builder counts)."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
+
+
+# Deeper than any spec: the builder refuses more than MAX_DEPTH levels with a path; beyond this, composing stops.
+_COMPOSE_DEPTH = 4 * MAX_DEPTH
+DEFAULT_MAPPING_TAG = "tag:yaml.org,2002:map"
+DEFAULT_SEQUENCE_TAG = "tag:yaml.org,2002:seq"
+
+
+for _loader in (_Loader, _FastLoader):
+    _loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
 
 
 @dataclass
@@ -88,34 +181,74 @@ def parse_source(text: str, name: str = "<string>") -> Source:
         )
     if len(text) > MAX_BYTES:
         raise _file_error(name, f"spec text is {len(text):,} characters; a spec is at most {MAX_BYTES:,}")
+    source = Source(name, text, None)
+    with _collector_paused():
+        loader, node = _compose(text, name)
+        if node is None:
+            raise _file_error(name, "the file holds no YAML document, only comments or blank lines")
+        source.data = _Builder(source, loader).build(node, (), 0)
+    if not isinstance(source.data, dict):
+        raise SourceError(source.error((), "", f"a spec must be a YAML mapping, not a {_kind(node)}"))
+    return source
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a tree is built: a big file's growing tree of nodes and data
+    (all alive, none garbage) would otherwise be traversed again and again, which more than doubles the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compose(text: str, name: str) -> tuple[Any, yaml.Node | None]:
+    """The loader and the node tree of ``text``: libyaml's parser where it is installed; PyYAML's own for the
+    message of an error in a small file, for nesting too deep to compose, and where libyaml is missing."""
+    if CParser is not None:
+        fast: _FastLoader | None = None
+        try:
+            fast = _FastLoader(text)
+            return fast, fast.get_single_node()
+        except yaml.YAMLError as exc:
+            if len(text) > EXACT_MESSAGES_BYTES:
+                raise SourceError(_parser_error(name, text, exc)) from None
+        except RecursionError:
+            pass  # PyYAML's parser stops at the same place and says where
+        except _TooManyNodes as exc:
+            message = f"more than {MAX_NODES:,} YAML nodes"
+            raise SourceError(SpecError(name, exc.mark.line + 1, exc.mark.column + 1, "", message)) from None
     loader: _Loader | None = None
     try:
         loader = _Loader(text)
-        node = loader.get_single_node()
-    except yaml.reader.ReaderError as exc:
-        line, col = _line_col(text, exc.position)
-        message = f"control character U+{exc.character:04X} is not allowed in YAML text"
-        raise SourceError(SpecError(name, line, col, "", message, fix="delete it")) from None
-    except yaml.MarkedYAMLError as exc:
-        raise SourceError(_syntax_error(name, exc, text)) from None
-    except yaml.YAMLError as exc:  # pragma: no cover - every parser error of PyYAML carries a mark
-        raise _file_error(name, f"YAML: {exc}") from None
+        return loader, loader.get_single_node()
     except RecursionError:
         assert loader is not None  # the loader's constructor does not recurse
         mark = loader.get_mark()
         message = f"YAML nested too deeply (more than {MAX_DEPTH} levels)"
         raise SourceError(SpecError(name, mark.line + 1, mark.column + 1, "", message)) from None
+    except yaml.YAMLError as exc:
+        raise SourceError(_parser_error(name, text, exc)) from None
     finally:
         if loader is not None:
             loader.dispose()
-    if node is None:
-        raise _file_error(name, "the file holds no YAML document, only comments or blank lines")
-    source = Source(name, text, None)
-    builder = _Builder(source, loader)
-    source.data = builder.build(node, (), 0)
-    if not isinstance(source.data, dict):
-        raise SourceError(source.error((), "", f"a spec must be a YAML mapping, not a {_kind(node)}"))
-    return source
+
+
+def _parser_error(name: str, text: str, exc: yaml.YAMLError) -> SpecError:
+    """One error for what either parser refused; libyaml counts a reader error's offset in UTF-8 bytes."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        offset = exc.position
+        if exc.encoding == "?":  # libyaml's: a byte offset into the UTF-8 text
+            offset = len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
+        line, col = _line_col(text, offset)
+        message = f"control character U+{exc.character:04X} is not allowed in YAML text"
+        return SpecError(name, line, col, "", message, fix="delete it")
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _syntax_error(name, exc, text)
+    return SpecError(name, 0, 0, "", f"YAML: {exc}")  # pragma: no cover - every parser error carries a mark
 
 
 def _syntax_error(name: str, exc: yaml.MarkedYAMLError, text: str = "") -> SpecError:
@@ -173,16 +306,7 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
 
 
 def _read_text(path: Path, name: str) -> str:
-    if path.is_dir():
-        raise _file_error(name, "is a directory, not a spec file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _file_error(name, "no such file") from None
-    except OSError as exc:
-        raise _file_error(name, f"cannot read: {exc.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise _file_error(name, f"file is {len(raw):,} bytes; a spec is at most {MAX_BYTES:,}")
+    raw = _read_bounded(path, name)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -193,6 +317,50 @@ def _read_text(path: Path, name: str) -> str:
         col = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
         message = f"not UTF-8 text: byte 0x{data[start]:02x} cannot be decoded"
         raise SourceError(SpecError(name, line, col, "", message, fix="save the file as UTF-8")) from None
+
+
+def _read_bounded(path: Path, name: str) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES, read no further than that: a FIFO (which would block),
+    a device (``/dev/zero`` never ends) or a socket is refused before any byte is read."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _file_error(name, "no such file") from None
+    except IsADirectoryError:
+        raise _file_error(name, "is a directory, not a spec file") from None
+    except OSError as exc:
+        raise _file_error(name, f"cannot read: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise _file_error(name, "is a directory, not a spec file")
+        raise _file_error(name, f"is {file_kind(mode)}, not a regular file; a spec is read from a file")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise _file_error(name, f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        size = max(os.stat(path).st_size, len(raw)) if path.exists() else len(raw)
+        raise _file_error(name, f"file is {size:,} bytes; a spec is at most {MAX_BYTES:,}")
+    return raw
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message: ``a FIFO``, ``a character device``, ..."""
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _file_error(name: str, message: str) -> SourceError:
@@ -259,10 +427,20 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        if node.tag not in _SAFE_TAGS:
+            raise self._tag_error(node, loc)
         try:
-            return self.loader.construct_object(node, deep=True)
+            # The safe constructor of the tag, called directly: construct_object's bookkeeping is for the
+            # collections and aliases this builder handles itself, and costs more than the conversion.
+            return self.loader.yaml_constructors[node.tag](self.loader, node)
         except yaml.constructor.ConstructorError:
             raise self._tag_error(node, loc) from None
+        except ValueError:
+            # Python refuses to convert integers of more than 4,300 digits (sys.get_int_max_str_digits).
+            digits = sum(c.isdigit() for c in node.value)
+            raise self._fail(
+                node, loc, f"a number of {digits:,} digits; no field takes one that large"
+            ) from None
 
     def _tag_error(self, node: yaml.Node, loc: Loc) -> SourceError:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")

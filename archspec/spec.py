@@ -149,7 +149,8 @@ class Train(_Frozen):
 class Spec(_Frozen):
     """A whole GAN: what a spec file holds once validated."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
+    # Names the run folder: a leading dot would hide it, or (".", "..") put it outside --out.
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", max_length=100)]
     # Required unless the generator declares inputs without one (an image-to-image generator).
     latent: Annotated[Latent, BeforeValidator(_latent_shorthand)] | None = None
     image: ImageShape = Field(description="[channels, height, width]")

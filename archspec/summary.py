@@ -6,7 +6,13 @@ import torch
 from torchinfo import summary
 
 from archspec.check import CheckResult
+from archspec.memory import too_big
 from archspec.modules import build
+from archspec.trace import totals
+
+
+class TooBig(Exception):
+    """The spec's training step would not fit the machine's memory; the message says by how much."""
 
 
 def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
@@ -14,9 +20,16 @@ def summarize(result: CheckResult, batch_size: int = 1, depth: int = 3) -> str:
 
     torchinfo 1.8 counts a ConvTranspose2d's MACs on the output grid; ``archspec check`` counts them on the input
     grid, where each input pixel scatters a kernel window (and agrees with torch.utils.flop_counter).
+    Raises TooBig, before building anything, when the training step at ``batch_size`` would not fit the memory
+    of the device training would use (torchinfo itself allocates the inputs).
     """
+    assert result.spec is not None and result.generator is not None and result.discriminator is not None
+    estimate = totals(result.generator, result.discriminator, batch_size).train_memory_bytes
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    problem = too_big(estimate, batch_size, device)
+    if problem is not None:
+        raise TooBig(problem)
     gan = build(result, device=torch.device("meta"))
-    assert result.spec is not None
     parts = []
     meta = torch.device("meta")
     for title, net, trace in (

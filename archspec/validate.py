@@ -7,6 +7,7 @@ One mistake gives one error: the errors of a union's other branch, the copies of
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -344,7 +345,9 @@ def _length(kind: str, name: str, value: Any, ctx: dict[str, Any]) -> tuple[str,
 
 def _pattern(issue: _Issue, value: str) -> tuple[str, str | None]:
     if issue.loc == ("name",):
-        fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", value)
+        fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", value).lstrip(".") or "gan"
+        if value.startswith(".") and re.fullmatch(r"[A-Za-z0-9_.-]+", value):  # names the run folder in --out
+            return f"name {value!r} must not start with '.'", f"name: {fixed}"
         return f"name {value!r} may hold only letters, digits, '_', '.' and '-'", f"name: {fixed}"
     fixed = re.sub(r"\W+", "_", value)
     fixed = fixed if re.match(r"[A-Za-z_]", fixed) else f"_{fixed}"
@@ -395,7 +398,12 @@ def _alias(model: type[BaseModel], name: str) -> str:
 
 
 def _close_fields(data: Any, loc: Loc) -> list[str]:
-    return difflib.get_close_matches(str(loc[-1]), _fields_at(data, loc), n=1, cutoff=0.5) if loc else []
+    return list(_closest(str(loc[-1]), tuple(_fields_at(data, loc)))) if loc else []
+
+
+@functools.lru_cache(maxsize=1024)  # a hostile file repeats one typo 60,000 times; difflib is slow
+def _closest(word: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(difflib.get_close_matches(word, fields, n=1, cutoff=0.5))
 
 
 def _list_fields(data: Any, loc: Loc) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunError
+from runner.outputs import check_output
 
 VARIANTS = ("seed", "fp32", "fast", "hand")
 
@@ -96,12 +97,7 @@ class BenchResult:
 
 def check_json_path(path: Path, force: bool) -> None:
     """RunError if ``write_json`` could not write ``path``: checked before the benchmark, not after it."""
-    if path.is_dir():
-        raise RunError(f"{path}: is a folder; give --json a file name")
-    if path.exists() and not force:
-        raise RunError(f"{path}: already exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise RunError(f"{path.parent}: no such folder for --json")
+    check_output(path, force, "--json")
 
 
 def write_json(result: BenchResult, path: Path) -> None:

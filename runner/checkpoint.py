@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import random
@@ -17,7 +18,7 @@ import re
 import struct
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,26 @@ _REQUIRED = (
     "rng",
     "train",
 )
+# The type of every entry the trainer and ``archspec sample`` read (those not required may be absent).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "spec_text": (str,),
+    "spec_sha256": (str,),
+    "spec_name": (str,),
+    "generator": (dict,),
+    "discriminator": (dict,),
+    "ema": (dict, type(None)),
+    "opt_g": (dict,),
+    "opt_d": (dict,),
+    "rng": (dict,),
+    "rng_ranks": (list,),
+    "train": (dict,),
+    "value_range": (list, tuple, type(None)),
+    "elapsed": (float, int),
+    "limit": (int, type(None)),
+    "world_size": (int,),
+    "data": (dict,),
+    "data_order": (dict,),
+}
 # What torch.load raises for a file that is not a (complete) checkpoint: a torn zip, a foreign pickle, a
 # weights_only refusal, an empty file.
 # IndexError, KeyError, TypeError, AttributeError and struct.error come from the weights-only unpickler
@@ -119,6 +140,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     wrong = [k for k in ("step", "epoch", "batch") if not isinstance(state[k], int) or state[k] < 0]
     if wrong:
         raise RunError(f"{path}: checkpoint field {wrong[0]} is {state[wrong[0]]!r}, not a count (corrupt?)")
+    for key, kinds in _TYPES.items():
+        if key in state and not isinstance(state[key], kinds):
+            raise RunError(
+                f"{path}: checkpoint field {key} is {type(state[key]).__name__}, not "
+                f"{' or '.join(k.__name__ for k in kinds)} (corrupt or hand-edited?)"
+            )
+    value_range = state.get("value_range")
+    if value_range is not None and not (
+        len(value_range) == 2 and all(isinstance(v, int | float) and math.isfinite(v) for v in value_range)
+    ):
+        raise RunError(f"{path}: checkpoint field value_range is {value_range!r}, not [low, high] (corrupt?)")
     if not isinstance(state["spec_text"], str) or _sha256(state["spec_text"]) != state["spec_sha256"]:
         raise RunError(f"{path}: the spec stored in the checkpoint does not match its sha256 (corrupt?)")
     return state
@@ -157,30 +189,67 @@ def checkpoint_step(path: Path) -> int:
     return step if isinstance(step, int) else -1
 
 
-def best_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of a run with the highest step: last.pt or the latest step_*.pt; None if it has none."""
+def best_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) -> Path | None:
+    """The intact checkpoint of a run with the highest step: last.pt or the latest step_*.pt (last.pt on a tie,
+    being written after the periodic file of its step); None if it has none.
+
+    A newer checkpoint that fails its CRC check or does not load is skipped, and ``warn`` is told so once."""
+    skipped: list[str] = []
+    found = None
+    for _step, path in checkpoints_newest_first(run_dir):
+        problem = damage(path)
+        if problem is None:
+            found = path
+            break
+        skipped.append(f"{path.name} ({problem})")
+    if skipped and warn is not None:
+        instead = f"using {found.name}" if found is not None else "no intact checkpoint is left"
+        warn(f"{run_dir / 'checkpoints'}: skipped the damaged {', '.join(skipped)}; {instead}")
+    return found
+
+
+def checkpoints_newest_first(run_dir: Path) -> list[tuple[int, Path]]:
+    """A run's checkpoints with their steps, the newest first (last.pt before a periodic file of its step);
+    a last.pt whose step cannot be read comes last."""
     folder = run_dir / "checkpoints"
     if not folder.is_dir():
-        return None
-    numbered = sorted(
+        return []
+    found = [
         (int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name)) and p.is_file()
-    )
-    candidates: list[tuple[int, Path]] = []
-    if numbered:
-        candidates.append(numbered[-1])
+    ]
     last = folder / LAST
     if last.is_file():
-        candidates.append((checkpoint_step(last), last))
-    readable = [c for c in candidates if c[0] >= 0]
-    if not readable:
-        return None
-    # On a tie last.pt wins: it is written after the periodic file of the same step.
-    return max(readable, key=lambda c: (c[0], c[1].name == LAST))[1]
+        found.append((checkpoint_step(last), last))
+    return sorted(found, key=lambda c: (c[0], c[1].name == LAST), reverse=True)
 
 
-def find_resume(resume: str, out: str | Path, spec_name: str) -> Path:
-    """The checkpoint ``--resume`` names: ``auto`` (the newest run of the spec with a checkpoint), a checkpoint
-    file, a run folder or its checkpoints folder."""
+def newest_step(run_dir: Path) -> int:
+    """The highest step any checkpoint of the run was written at (-1 if it has none)."""
+    found = checkpoints_newest_first(run_dir)
+    return found[0][0] if found else -1
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint file, without loading its tensors: not a zip, a failed CRC, a step
+    that cannot be read; None when it looks intact."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return "not a zip archive"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        return _first_sentence(err)
+    if bad is not None:
+        return f"{bad} fails its CRC check"
+    return None if checkpoint_step(path) >= 0 else "unreadable"
+
+
+def find_resume(
+    resume: str, out: str | Path, spec_name: str, warn: Callable[[str], None] | None = None
+) -> Path:
+    """The checkpoint ``--resume`` names: ``auto`` (the newest run of the spec with an intact checkpoint), a
+    checkpoint file, a run folder or its checkpoints folder (their newest intact checkpoint: ``warn`` hears of
+    any damaged one skipped)."""
     if resume == "auto":
         root = Path(out) / spec_name
         runs = (
@@ -189,7 +258,7 @@ def find_resume(resume: str, out: str | Path, spec_name: str) -> Path:
             else []
         )
         for run in runs:
-            found = best_checkpoint(run)
+            found = best_checkpoint(run, warn)
             if found is not None:
                 return found
         raise RunError(
@@ -198,9 +267,9 @@ def find_resume(resume: str, out: str | Path, spec_name: str) -> Path:
     path = Path(resume)
     if path.is_dir():
         run = path.parent if path.name == "checkpoints" else path
-        found = best_checkpoint(run)
+        found = best_checkpoint(run, warn)
         if found is None:
-            raise RunError(f"--resume {resume}: no checkpoint in {run / 'checkpoints'}")
+            raise RunError(f"--resume {resume}: no intact checkpoint in {run / 'checkpoints'}")
         return found
     if not path.exists():
         raise RunError(f"--resume {resume}: no such checkpoint file or run folder")

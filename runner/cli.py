@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,8 @@ _TRAIN_EXAMPLE = """examples:
 
 Every train: field of the spec has a flag; an override is checked like the file (`archspec check`).
 Outputs go to OUT/<spec name>/<run id>/: metrics.jsonl, loss.png, samples/, checkpoints/, spec.yaml, run.json.
-Ctrl-C saves checkpoints/last.pt and exits with code 130.
+Ctrl-C, SIGTERM and SIGHUP finish the step, save checkpoints/last.pt and exit with 128+N (130, 143, 129);
+a second signal stops at once.
 """
 _SAMPLE_EXAMPLE = """example:
   archspec sample runs/conv_gan/20261128-021500/checkpoints/last.pt --n 16 --out grid.png
@@ -86,12 +88,14 @@ def train_command(args: argparse.Namespace) -> int:
     )
     report = train(options)
     if report.status == "interrupted":
+        by = f" by {report.signal}" if report.signal else ""
         print(
-            f"interrupted at step {report.step}: saved {report.checkpoint}; resume with: {report.resume_hint}",
+            f"interrupted{by} at step {report.step}: saved {report.checkpoint}; resume with: {report.resume_hint}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
-    return 0
+    if report.signal is not None:
+        return 128 + signal.Signals[report.signal].value  # as a shell reports a process the signal ended
+    return EXIT_INTERRUPTED if report.status == "interrupted" else 0
 
 
 def sample_command(args: argparse.Namespace) -> int:
@@ -336,9 +340,17 @@ def _guarded(command: Command) -> Command:
             if _main_rank():
                 print(f"error: {err}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as err:
+            # A first Ctrl-C outside training, or a second stop signal (StopNow, which carries its number).
+            signum = getattr(err, "signum", signal.SIGINT)
+            again = " (a second stop signal: stopped at once)" if hasattr(err, "signum") else ""
+            print(f"error: interrupted by {signal.Signals(signum).name}{again}", file=sys.stderr)
+            return 128 + signum
+        except OSError as err:
+            # A file system fault no command foresaw (a full disk, a read-only folder): still one line.
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+            return 1
 
     return run
 

@@ -22,13 +22,16 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
 
+from archspec.memory import device_memory
 from archspec.words import plural
 from runner.errors import RunError
+from runner.outputs import check_input
 from runner.seeds import mixed_seed
 from runner.synthetic import synthetic_faces
 
@@ -39,6 +42,13 @@ Progress = Callable[[int, int], None]
 _READ_BYTES = 32 << 20
 # The seed's per-image layout reports progress this often (each image is a separate gzip decode).
 _PROGRESS_EVERY = 256
+# How far the search for image sets goes into a file's groups: hard links can make cycles, and a small file
+# can nest thousands of groups.
+_MAX_GROUP_DEPTH = 32
+_MAX_GROUPS = 10_000
+# A compressed dataset stores at least this fraction of what it declares (real pixels never compress 1000:1);
+# one that stores less has most of its images missing, and would be read as zeros.
+_MIN_COMPRESSED_FRACTION = 1 / 1000
 
 
 @dataclass(frozen=True)
@@ -224,8 +234,7 @@ def _split_source(source: str) -> tuple[Path, str | None]:
 def _read_file(
     path: Path, name: str | None, want: tuple[int, int, int], limit: int | None, progress: Progress | None
 ) -> tuple[torch.Tensor, _Read]:
-    if not path.exists():
-        raise RunError(f"{path}: no such file")
+    check_input(path, "a data set")
     if path.is_dir():
         raise RunError(
             f"{path}: is a folder, not an HDF5 file; pack it with `archspec data pack {path} out.h5`"
@@ -263,18 +272,32 @@ def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
     )
 
 
-def _candidates(group: h5py.Group, name: str) -> list[_Candidate]:
+def _candidates(
+    group: h5py.Group, name: str, seen: set[Any] | None = None, depth: int = 0
+) -> list[_Candidate]:
     """4-D datasets and groups of 3-D datasets under ``group``, found without opening every image.
 
     A group counts as a per-image group as soon as one 3-D dataset turns up, and is not searched further:
-    the seed's group has 20,000 members and opening each takes two seconds.
+    the seed's group has 20,000 members and opening each takes two seconds. Each group is visited once (hard
+    links may make cycles), links to other files are not followed, and the search is bounded in depth and size.
     """
+    seen = {group.id} if seen is None else seen
+    if depth > _MAX_GROUP_DEPTH or len(seen) > _MAX_GROUPS:
+        raise RunError(
+            f"{group.file.filename}: more than {_MAX_GROUPS:,} groups or {_MAX_GROUP_DEPTH} levels of them "
+            f"(at {name}); name the image set with PATH.h5:NAME"
+        )
     found: list[_Candidate] = []
     for key in group:
+        if isinstance(group.get(key, getlink=True), h5py.ExternalLink):
+            continue  # another file, which may be anything: only what this file holds is read
         child = group.get(key)
         child_name = key if name == "/" else f"{name}/{key}"
         if isinstance(child, h5py.Group):
-            found += _candidates(child, child_name)
+            if child.id in seen:
+                continue
+            seen.add(child.id)
+            found += _candidates(child, child_name, seen, depth + 1)
         elif isinstance(child, h5py.Dataset) and child.ndim == 4:
             found.append(_Candidate(child_name, "dataset", int(child.shape[0]), child.dtype == np.uint8))
         elif isinstance(child, h5py.Dataset) and child.ndim == 3:
@@ -291,7 +314,9 @@ def _read_stacked(
     count = int(ds.shape[0]) if limit is None else min(limit, int(ds.shape[0]))
     if count == 0:
         raise RunError(f"{where}: the dataset holds 0 images")
+    _check_stored(where, path, ds)
     (height, width, channels), (top, left) = want, _crop_start(stored, want)
+    _check_fits_in_memory(where, count, want)
     out = torch.empty((count, channels, height, width), dtype=torch.uint8)
     step = _read_step(ds, stored)
     # A reused staging block, then one permuting copy: each byte of the big tensor is written once.
@@ -318,6 +343,7 @@ def _read_group(
     keys = sorted(group, key=natural_key)
     total = len(keys) if limit is None else min(limit, len(keys))
     height, width, channels = want
+    _check_fits_in_memory(f"{path}:{_label(name)}", total, want)
     out = torch.empty((total, channels, height, width), dtype=torch.uint8)
     stored: tuple[int, int, int] | None = None
     count = 0
@@ -329,6 +355,7 @@ def _read_group(
             continue  # other members (label tables, subgroups) are not images
         shape = (int(ds.shape[0]), int(ds.shape[1]), int(ds.shape[2]))
         _check_images(f"{path}:{_label(name)}/{key}", ds.dtype, shape, want)
+        _check_stored(f"{path}:{_label(name)}/{key}", path, ds)
         top, left = _crop_start(shape, want)
         img = torch.from_numpy(ds[top : top + height, left : left + width, :]).permute(2, 0, 1)
         out[count].copy_(img.expand(channels, -1, -1))
@@ -366,6 +393,36 @@ def _check_images(
             f"{where}: stored images are {s_h}x{s_w} (HxW), smaller than the {w_h}x{w_w} the spec needs; "
             f"repack with `archspec data pack SRC OUT.h5 --size {max(w_h, w_w)} --resize`"
         )
+
+
+def _check_stored(where: str, path: Path, ds: h5py.Dataset) -> None:
+    """RunError if a dataset declares more than the file stores: HDF5 reads what was never written as zeros,
+    so a 1 kB file can declare a billion images, or images of 100000x100000 with nothing behind them."""
+    declared = int(ds.size) * ds.dtype.itemsize
+    stored = int(ds.id.get_storage_size())
+    file_size = path.stat().st_size
+    compressed = ds.id.get_create_plist().get_nfilters() > 0
+    short = stored < declared * _MIN_COMPRESSED_FRACTION if compressed else stored < declared
+    if short or stored > file_size:
+        raise RunError(
+            f"{where}: declares {tuple(ds.shape)} {ds.dtype} ({_gb(declared)}), but stores {stored:,} bytes "
+            f"in a file of {file_size:,}: most of its images are missing (a damaged or unfinished file?)"
+        )
+
+
+def _check_fits_in_memory(where: str, count: int, want: tuple[int, int, int]) -> None:
+    """RunError before allocating ``count`` images of ``want`` (H, W, C) if they exceed the machine's memory."""
+    need = count * want[0] * want[1] * want[2]
+    have = device_memory(torch.device("cpu"))
+    if need > have:
+        raise RunError(
+            f"{where}: {count:,} images of {want[0]}x{want[1]}x{want[2]} take {_gb(need)} in memory, more than "
+            f"this machine's {_gb(have)}; use --limit N"
+        )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB"
 
 
 def _crop_start(stored: tuple[int, int, int], want: tuple[int, int, int]) -> tuple[int, int]:

@@ -112,7 +112,7 @@ def describe_world(world: World, device: torch.device) -> str:
 
 def check_sync_batchnorm(sync: bool, device: torch.device, world: World) -> None:
     """RunError if ``sync_batchnorm`` cannot work here (PyTorch's SyncBatchNorm needs CUDA tensors)."""
-    if sync and world.distributed and device.type != "cuda":
+    if sync and device.type != "cuda":
         raise RunError(
             "--sync-batchnorm: PyTorch's SyncBatchNorm runs on CUDA only; on the CPU (gloo) each process keeps "
             "its own batch statistics, so drop --sync-batchnorm"

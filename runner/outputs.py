@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from archspec.source import file_kind
 from runner.errors import RunError
 
 if TYPE_CHECKING:
@@ -32,6 +34,9 @@ _GRID_BACKGROUND = 32
 
 def make_run_dir(out: str | Path, spec_name: str, now: float | None = None) -> Path:
     """A new, empty ``out/<spec name>/<YYYYmmdd-HHMMSS>[-N]`` folder; never reuses an existing one."""
+    if spec_name in ("", ".", "..") or spec_name.startswith(".") or "/" in spec_name or "\\" in spec_name:
+        # The spec's own rule refuses these; a run folder is never anywhere but inside ``out``.
+        raise RunError(f"spec name {spec_name!r}: cannot name a run folder inside {out}")
     parent = Path(out) / spec_name
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -44,8 +49,42 @@ def make_run_dir(out: str | Path, spec_name: str, now: float | None = None) -> P
             path.mkdir()  # atomic: fails if another run took the name first
         except FileExistsError:
             continue
+        except OSError as err:
+            raise RunError(f"{path}: cannot create the run folder: {err.strerror or err}") from None
         return path
     raise RunError(f"{parent}: no free run name for {stamp}")  # pragma: no cover - 10,000 runs in one second
+
+
+def check_output(path: Path, force: bool, flag: str) -> None:
+    """RunError unless ``path`` may be written: an existing file only with ``force``, and never anything that
+    is not a regular file (a folder, a device such as /dev/full, a FIFO), which a rename would replace."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:
+        raise RunError(f"{path}: cannot inspect {flag}: {err.strerror or err}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise RunError(f"{path}: is a folder; give {flag} a file name")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise RunError(f"{path}: is {file_kind(mode)}, not a regular file; archspec never replaces one")
+    if mode is not None and not force:
+        raise RunError(f"{path}: already exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise RunError(f"{path.parent}: no such folder for {flag}")
+
+
+def check_input(path: Path, what: str) -> None:
+    """RunError unless ``path`` is a regular file or a folder: a FIFO would block the reader, a device
+    (/dev/zero) never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except OSError as err:
+        raise RunError(f"{path}: cannot read: {err.strerror or err}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise RunError(f"{path}: is {file_kind(mode)}, not a regular file; {what} is read from a file")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -75,8 +114,7 @@ class MetricsLog:
         self.rows = read_metrics(path)
         if upto_step is not None and any(row["step"] > upto_step for row in self.rows):
             self.rows = [row for row in self.rows if row["step"] <= upto_step]
-            text = "".join(json.dumps(row) + "\n" for row in self.rows)
-            write_atomic(path, text.encode("utf-8"))
+            write_metrics(path, self.rows)
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add one row to the file (flushed, so a killed run keeps it) and to ``rows``."""
@@ -85,19 +123,42 @@ class MetricsLog:
         self.rows.append(dict(row))
 
 
+def write_metrics(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """A whole metrics.jsonl of ``rows``, atomically."""
+    write_atomic(path, "".join(json.dumps(dict(row)) + "\n" for row in rows).encode("utf-8"))
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl (none if it does not exist); a torn or foreign line is skipped."""
-    if not path.exists():
+    """The rows of a metrics.jsonl (none if it does not exist); a torn, undecodable or foreign line is skipped.
+
+    A row is ours when it has an integer step and a number for each value the loss plot draws."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
+    except OSError as err:
+        raise RunError(f"{path}: cannot read the run's metrics: {err.strerror or err}") from None
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in data.splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
+        if isinstance(row, dict) and _is_metrics_row(row):
             rows.append(row)
     return rows
+
+
+def _is_metrics_row(row: Mapping[str, Any]) -> bool:
+    step = row.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return False
+    return all(
+        isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool) for key in _PLOTTED
+    )
+
+
+_PLOTTED = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
 # What the logged mean D(x) and D(G(z)) are under each loss: the label of the lower plot's axis.

@@ -24,11 +24,17 @@ import numpy.typing as npt
 from PIL import Image
 
 from runner.errors import RunError
+from runner.outputs import check_input, check_output
 
 FORMAT_VERSION = 1
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # Images written per HDF5 call, and the chunk height: 64 RGB images of 128x128 are a 3 MB chunk.
 BLOCK = 64
+# A bound on one image file's bytes (a zip entry's inflated size is checked before it is inflated) and on the
+# crop size, and the bytes of one block of crops: so nothing a file declares is allocated unchecked.
+MAX_IMAGE_BYTES = 64 << 20
+MAX_SIZE = 8192
+_BLOCK_BYTES = 256 << 20
 # Pillow decodes with the GIL released, so a few threads decode JPEGs in parallel.
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
@@ -141,14 +147,30 @@ class _Source:
         self._array = array
 
     def read(self, name: str) -> Raw:
+        """One image of an array, or the bytes of one image file, refused past MAX_IMAGE_BYTES before they are
+        read (or inflated)."""
         if self._array is not None:
             return _uint8(self._array[int(name)])
         try:
             if self._archive is not None:
-                return self._archive.read(name)
-            return (self.root / name).read_bytes()
+                size = self._archive.getinfo(name).file_size
+                self._check_size(name, size)
+                with self._archive.open(name) as f:
+                    data = f.read(MAX_IMAGE_BYTES + 1)
+            else:
+                with open(self.root / name, "rb") as f:
+                    self._check_size(name, os.fstat(f.fileno()).st_size)
+                    data = f.read(MAX_IMAGE_BYTES + 1)
         except (OSError, zipfile.BadZipFile) as err:
             raise RunError(f"{self.where(name)}: cannot read: {_one_line(err)}") from err
+        self._check_size(name, len(data))
+        return data
+
+    def _check_size(self, name: str, size: int) -> None:
+        if size > MAX_IMAGE_BYTES:
+            raise RunError(
+                f"{self.where(name)}: {size:,} bytes, more than an image file may have ({MAX_IMAGE_BYTES:,})"
+            )
 
     def where(self, name: str) -> str:
         if self._array is not None:
@@ -166,10 +188,15 @@ class _Source:
 def _check_arguments(src: Path, out: Path, size: int, limit: int | None, overwrite: bool) -> None:
     if size < 1:
         raise RunError(f"--size {size}: must be a positive number of pixels")
+    if size > MAX_SIZE:
+        raise RunError(f"--size {size}: at most {MAX_SIZE} pixels (a spec's image is far smaller)")
     if limit is not None and limit < 1:
         raise RunError(f"--limit {limit}: must be at least 1")
     if not src.exists():
         raise RunError(f"{src}: no such file or folder")
+    check_input(src, "an image folder or zip")
+    if out.exists() and not out.is_dir():
+        check_output(out, True, "OUT.h5")  # a device or FIFO is never replaced, even with --force
     if out.is_dir():
         raise RunError(f"{out}: is a folder; give the path of the .h5 file to write")
     if out.exists() and not overwrite:
@@ -249,7 +276,7 @@ def _write_file(
             "images",
             shape=(len(names), size, size, channels),
             dtype=np.uint8,
-            chunks=(min(len(names), BLOCK), size, size, channels),
+            chunks=(_block_images(len(names), size), size, size, channels),
             compression=compression,
         )
         ds.attrs.update(source=str(source.root), crop=crop, count=len(names), format_version=FORMAT_VERSION)
@@ -263,10 +290,11 @@ def _write_blocks(
     fit: _Fit,
     progress: Progress | None,
 ) -> None:
-    block = np.empty((min(BLOCK, len(names)), fit.size, fit.size, len(fit.mode)), dtype=np.uint8)
+    per_block = _block_images(len(names), fit.size)
+    block = np.empty((per_block, fit.size, fit.size, len(fit.mode)), dtype=np.uint8)
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        for lo in range(0, len(names), BLOCK):
-            chunk = names[lo : lo + BLOCK]
+        for lo in range(0, len(names), per_block):
+            chunk = names[lo : lo + per_block]
             # Bytes are read on this thread (a ZipFile is not safe to share); only decoding is parallel.
             data = [(name, source.read(name)) for name in chunk]
             crops = pool.map(lambda item: _decode(source.where(item[0]), item[1], fit), data)
@@ -275,6 +303,11 @@ def _write_blocks(
             ds[lo : lo + len(chunk)] = block[: len(chunk)]
             if progress is not None:
                 progress(lo + len(chunk), len(names))
+
+
+def _block_images(count: int, size: int) -> int:
+    """Images per block (and per chunk): BLOCK, fewer when that many crops of ``size`` exceed _BLOCK_BYTES."""
+    return max(1, min(BLOCK, count, _BLOCK_BYTES // (size * size * 3)))
 
 
 def _decode(where: str, data: Raw, fit: _Fit) -> npt.NDArray[np.uint8]:

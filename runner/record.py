@@ -47,6 +47,7 @@ class TrainReport:
     world_size: int = 1  # processes that trained; images_per_s counts all of them
     ranks_identical: bool | None = None  # under torchrun: whether every rank ended with the same weights
     stopped_by: str | None = None  # a finished run: "max_steps 500 reached" or "2 epochs done"
+    signal: str | None = None  # the stop signal that ended the run early ("SIGTERM"), if one did
 
 
 def console(stdout: TextIO | None, world: World) -> TextIO:
@@ -90,7 +91,8 @@ class RunRecord:
         self.notes: list[str] = []
         self.temporary = False  # a dry run in a temporary folder, removed at the end
         previous = _read_json(run_dir / "run.json") or {}
-        self._previous_sessions: list[Any] = list(previous.get("sessions", []))
+        sessions = previous.get("sessions")
+        self._previous_sessions: list[Any] = sessions if isinstance(sessions, list) else []
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
 
     def print_header(self, gan: GAN, pos: Position, plan: Plan) -> None:

@@ -4,6 +4,7 @@ against the spec), and putting the saved weights, optimisers, position and gener
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def load_resume(
     Rank 0 finds the checkpoint; every rank loads the one it found."""
     spec = load_spec(spec_path)
     out = overrides.get("out", spec.train.out)
-    path = distributed.from_main(world, lambda: ckpt.find_resume(resume, out, spec.name))
+    path = distributed.from_main(world, lambda: ckpt.find_resume(resume, out, spec.name, _warn))
     state = ckpt.load_checkpoint(path)
     old = ckpt.checkpoint_spec(state, path)
     differences = ckpt.architecture_differences(old, spec)
@@ -50,6 +51,10 @@ def load_resume(
             "(a different train: section is fine; a different architecture needs a new run)"
         )
     return resolve(spec_path, overrides, resume_base(state["train"], state["spec_text"], spec)), state, path
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def checkpoint_state(
@@ -104,7 +109,7 @@ def restore(state: Mapping[str, Any], path: Path, step: GanStep, world: World) -
         if step.ema is not None:
             step.ema.module.load_state_dict(state.get("ema") or state["generator"])
         notes = _restore_rng(state, step.latent_rng, cfg.seed, world)
-    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
         # The architectures were compared already; this is a damaged or hand-edited file.
         raise RunError(
             f"{path}: the checkpoint's state does not fit this run (damaged?): {error_summary(err)}"

@@ -12,10 +12,11 @@ from archspec.modules import build
 from runner import checkpoint as ckpt
 from runner.device import resolve_device
 from runner.errors import RunError, error_summary
-from runner.outputs import save_grid
+from runner.outputs import check_output, save_grid
 
 MAX_IMAGES = 1024  # a 32 × 32 grid: more is no longer a picture one can look at
 CHUNK = 64  # images per forward pass
+MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
 
 
 @dataclass(frozen=True)
@@ -49,20 +50,22 @@ def sample(
             f"--n {n}: at most {MAX_IMAGES} images in one grid; draw several grids with other --seed"
         )
     if out is not None:
-        _check_out(out, force)  # before loading anything
+        check_output(out, force, "--out")  # before loading anything
+    if not 0 <= seed <= MAX_SEED:
+        raise RunError(f"--seed {seed}: must be between 0 and {MAX_SEED:,} (2^63 − 1)")
     checkpoint = _checkpoint_in(checkpoint)
     target = resolve_device(device)
     state = ckpt.load_checkpoint(checkpoint)
     if out is None:
         out = default_out(checkpoint, int(state["step"]), seed, n)
         out.parent.mkdir(exist_ok=True)
-        _check_out(out, force)
+        check_output(out, force, "--out")
     spec = ckpt.checkpoint_spec(state, checkpoint)
     gan = build(spec, target)
     weights = "ema" if state.get("ema") is not None else "generator"
     try:
         gan.generator.load_state_dict(state[weights])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as err:
         raise RunError(
             f"{checkpoint}: the stored weights do not fit the stored spec (corrupt?): {error_summary(err)}"
         ) from None
@@ -81,13 +84,6 @@ def default_out(checkpoint: Path, step: int, seed: int, n: int) -> Path:
     run = ckpt.run_dir_of(checkpoint)
     folder = run / "samples" if run is not None else checkpoint.parent
     return folder / f"sample_step{step:06d}_seed{seed}_n{n}.png"
-
-
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise RunError(f"{out}: already exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise RunError(f"{out.parent}: no such folder for --out")
 
 
 def _generate(generator: torch.nn.Module, z: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -18,21 +18,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 import torch
 from torch import nn
 
 from archspec.layers import MAX_SIZE
+from archspec.memory import too_big
 from archspec.modules import GAN
+from archspec.trace import totals
 from archspec.words import plural
 from runner import checkpoint as ckpt
 from runner import distributed, outputs
@@ -43,10 +42,12 @@ from runner.errors import RunError
 from runner.finite import NonFiniteLoss, check_losses, check_weights
 from runner.prefetch import prefetched
 from runner.record import RunRecord, TrainReport, console
+from runner.run_folder import LOCK_NAME, RunLock, check_layout, sweep_temporaries
 from runner.run_state import Position, checkpoint_state, load_resume, restore
 from runner.schedule import images_per_step, plan_steps
 from runner.seeds import GLOBAL_STREAM, LATENT_STREAM, SAMPLE_STREAM, derived_seed, seed_everything
 from runner.step import STATS, GanStep, build_gan
+from runner.stopping import StopNow, StopRequest, stop_on_signals
 
 __all__ = ["NonFiniteLoss", "TrainOptions", "TrainReport", "Trainer", "train"]
 
@@ -74,6 +75,7 @@ def train(options: TrainOptions) -> TrainReport:
         try:
             return trainer.run()
         finally:
+            trainer.release()
             trainer.remove_temporary()
 
 
@@ -119,7 +121,11 @@ class Trainer:
             run_dir, resolved, options.overrides, options.dry_run, device, data, self.world, self.out
         )
         self.record.temporary = self.temporary is not None
-        self._stop_requested = False
+        self.lock: RunLock | None = None  # rank 0's lock of the run folder
+        self.branched_from: Path | None = (
+            None  # the run folder a resume from an older checkpoint left as it was
+        )
+        self._stop = StopRequest()
         self._stop_agreed = False  # under torchrun: some rank asked to stop, as of the last log step
         self._session_start = time.perf_counter()
         self._log_start = (self._session_start, 0)
@@ -153,38 +159,74 @@ class Trainer:
         device = resolve_device(distributed.rank_device(train_cfg.device, world))
         distributed.check_sync_batchnorm(train_cfg.sync_batchnorm, device, world)
         data = _open_data(resolved, options, device, world)
+        _check_memory(resolved, device)
         prepare_device(device)
         seed_everything(train_cfg.seed)  # the same weights on every rank (DDP copies rank 0's anyway)
         gan = build_gan(resolved.result, train_cfg, device)
         if world.rank > 0:
             torch.manual_seed(derived_seed(train_cfg.seed, GLOBAL_STREAM, world.rank))  # its own dropout
-        run_dir = distributed.from_main(world, lambda: _run_dir(options, resolved, checkpoint_path))
-        trainer = cls(options, resolved, device, data, gan, run_dir, world)
-        trainer.record.changes = changes
-        if state is not None and checkpoint_path is not None:
-            try:
-                trainer._restore(state, checkpoint_path)
-            except RunError:
-                if world.is_main and not any(run_dir.iterdir()):
-                    run_dir.rmdir()  # made for this resume (a loose checkpoint file): leave nothing behind
-                raise
-        elif world.is_main:
-            outputs.write_atomic(run_dir / "spec.yaml", resolved.text.encode("utf-8"))
-        trainer._write_run_json("running")
+        step = state["step"] if state is not None else 0
+        run_dir, branched_from = distributed.from_main(
+            world, lambda: _run_dir(options, resolved, checkpoint_path, step)
+        )
+        new_folder = checkpoint_path is None or run_dir != _run_of(checkpoint_path)
+        lock = None
+        try:
+            trainer = cls(options, resolved, device, data, gan, run_dir, world)
+            trainer.branched_from = branched_from
+            trainer.record.changes = changes
+            if state is not None and checkpoint_path is not None:
+                trainer._restore(
+                    state, checkpoint_path
+                )  # in memory: a state that does not fit writes nothing
+            if world.is_main:
+                trainer.lock = lock = _take(run_dir)
+            trainer._prepare(state, checkpoint_path, new_folder)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            if world.is_main and new_folder:
+                _remove_new_folder(run_dir)  # made for this session: leave nothing behind
+            raise
         return trainer
+
+    def _prepare(
+        self, state: Mapping[str, Any] | None, checkpoint_path: Path | None, new_folder: bool
+    ) -> None:
+        """Fill the (locked) run folder for this session: its history up to the resumed step, or a new run's
+        spec.yaml; then run.json."""
+        if self.world.is_main and state is not None:
+            step = self.pos.step
+            if self.branched_from is not None:
+                # The new folder starts with the old run's history up to the checkpoint: the plot continues.
+                rows = outputs.read_metrics(self.branched_from / "metrics.jsonl")
+                outputs.write_metrics(self.run_dir / "metrics.jsonl", [r for r in rows if r["step"] <= step])
+                self.record.notes.append(
+                    f"branched: {checkpoint_path} is older than the newest checkpoint of {self.branched_from}, "
+                    f"which is left as it was; this run continues from step {step} in a new folder"
+                )
+            # Drops rows logged after the checkpoint (steps about to be trained again): a write, rank 0's alone.
+            self.metrics = outputs.MetricsLog(self.run_dir / "metrics.jsonl", upto_step=step)
+        if self.world.is_main and new_folder:
+            outputs.write_atomic(self.run_dir / "spec.yaml", self.resolved.text.encode("utf-8"))
+        self._write_run_json("running")
+
+    def release(self) -> None:
+        """Let go of the run folder's lock (rank 0); the end of the process would too."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _restore(self, state: Mapping[str, Any], path: Path) -> None:
         self.pos, notes = restore(state, path, self.step, self.world)
         self.record.notes += notes
-        if self.world.is_main:  # drops rows logged after the checkpoint: a write, so rank 0's alone
-            self.metrics = outputs.MetricsLog(self.run_dir / "metrics.jsonl", upto_step=self.pos.step)
         self.record.resumed_from = path
         self.last_checkpoint = path
 
     # --- the loop ------------------------------------------------------------------------------------------------
 
     def run(self) -> TrainReport:
-        """Train to the end (or Ctrl-C), then write the final samples, last.pt, loss.png and the report."""
+        """Train to the end (or a stop signal), then write the final samples, last.pt, loss.png and the report."""
         self.record.print_header(self.gan, self.pos, self.plan)
         if self.pos.step >= self.total:
             print(
@@ -193,14 +235,24 @@ class Trainer:
                 file=self.out,
             )
             return self._report("complete", 0, 0.0)
+        # From here to the report, SIGINT, SIGTERM and SIGHUP stop the loop after its step; the final writes
+        # complete whatever arrives, except a second signal.
+        with stop_on_signals() as self._stop:
+            try:
+                return self._train_and_finish()
+            except StopNow:
+                self._write_run_json_if_possible("stopped")
+                raise
+            except OSError as err:
+                self._write_run_json_if_possible("failed")
+                raise RunError(self._write_failure(err)) from None
+
+    def _train_and_finish(self) -> TrainReport:
         start_step, started = self.pos.step, time.perf_counter()
         live = outputs.use_live_display(self.out) if self.options.live is None else self.options.live
         live = live and self.world.is_main
         try:
-            with (
-                self._sigint_stops(),
-                outputs.ProgressDisplay(self.total, self.pos.step, live, self.out) as display,
-            ):
+            with outputs.ProgressDisplay(self.total, self.pos.step, live, self.out) as display:
                 status = self._run_loop(display)
                 self._flush_log(display)
         except NonFiniteLoss:
@@ -219,12 +271,23 @@ class Trainer:
             self.ranks_identical = distributed.ranks_identical(self._networks(), self.world)
         return self._report(status, self.pos.step - start_step, wall)
 
+    def _write_failure(self, err: OSError) -> str:
+        """One line for a write that failed mid-run (a full disk, a folder made read-only): what, where, and
+        what is safe on disk."""
+        where = err.filename or self.run_dir
+        kept = f"; the last checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+        return f"{where}: cannot write at step {self.pos.step}: {err.strerror or err}{kept}"
+
+    def _write_run_json_if_possible(self, status: str) -> None:
+        with contextlib.suppress(OSError):  # the run is failing already: its own error is the one to report
+            self._write_run_json(status)
+
     def _run_loop(self, display: outputs.ProgressDisplay) -> str:
         try:
             return self._loop(display)
         except KeyboardInterrupt:
-            if self._stop_requested:
-                raise  # a second Ctrl-C: stop at once, without saving
+            if self._stop.requested:
+                raise  # a second signal: stop at once, without saving
             # Ctrl-C that bypassed our handler (not the main thread): save what there is. The weights may hold
             # part of the step that was running, so resuming from it is close but not bit-exact.
             return "interrupted"
@@ -274,7 +337,7 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         # Under torchrun all ranks must stop at the same step, so a Ctrl-C counts once the ranks agreed on it.
-        return self._stop_agreed if self.world.distributed else self._stop_requested
+        return self._stop_agreed if self.world.distributed else self._stop.requested
 
     def _after_step(self, display: outputs.ProgressDisplay) -> None:
         step = self.pos.step
@@ -317,7 +380,7 @@ class Trainer:
         ``everywhere``, they are the mean over the ranks, and the ranks agree on any Ctrl-C on the way."""
         values = torch.stack([s for _, s in self.pending])
         if self.world.distributed and everywhere:
-            flag = torch.full_like(values[:1], float(self._stop_requested))
+            flag = torch.full_like(values[:1], float(self._stop.requested))
             reduced = distributed.mean_over_ranks(torch.cat([values, flag]), self.world).cpu()
             self._stop_agreed = self._stop_agreed or bool(reduced[-1, 0] > 0)
             return reduced[:-1]
@@ -408,6 +471,7 @@ class Trainer:
             world_size=self.world.world_size,
             ranks_identical=self.ranks_identical,
             stopped_by=self.plan.describe_stop() if status == "finished" else None,
+            signal=self._stop.name,
         )
         self._write_run_json(status, report)
         self.record.print_report(report)
@@ -418,23 +482,6 @@ class Trainer:
 
     def _epoch_label(self) -> str:
         return f"{self.pos.epoch + 1}/{self.plan.epochs}"
-
-    @contextlib.contextmanager
-    def _sigint_stops(self) -> Iterator[None]:
-        """Ctrl-C asks the loop to stop after the current step (a second one stops at once)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            self._stop_requested = True
-            signal.signal(signal.SIGINT, previous)
-
-        previous = signal.signal(signal.SIGINT, request_stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
 
 # --- setup helpers -------------------------------------------------------------------------------------------------
@@ -478,11 +525,52 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
     return data
 
 
-def _run_dir(options: TrainOptions, resolved: Resolved, checkpoint_path: Path | None) -> Path:
-    if checkpoint_path is not None:
-        run = ckpt.run_dir_of(checkpoint_path)
-        if run is not None:
-            return run
+def _run_dir(
+    options: TrainOptions, resolved: Resolved, checkpoint_path: Path | None, step: int
+) -> tuple[Path, Path | None]:
+    """The run folder of this session, and the run it branched from: a resume continues the checkpoint's own
+    run, unless that run has gone further than the checkpoint (its history is kept, and a new folder made)."""
+    run = _run_of(checkpoint_path) if checkpoint_path is not None else None
+    if run is not None:
+        newest = ckpt.newest_step(run)
+        if newest <= step:
+            return run, None
     if options.dry_run and "out" not in options.overrides:
-        return outputs.make_run_dir(tempfile.mkdtemp(prefix="archspec-dry-run-"), resolved.spec.name)
-    return outputs.make_run_dir(resolved.train.out, resolved.spec.name)
+        return outputs.make_run_dir(tempfile.mkdtemp(prefix="archspec-dry-run-"), resolved.spec.name), None
+    return outputs.make_run_dir(resolved.train.out, resolved.spec.name), run
+
+
+def _run_of(checkpoint_path: Path) -> Path | None:
+    return ckpt.run_dir_of(checkpoint_path)
+
+
+def _take(run_dir: Path) -> RunLock:
+    """The run folder locked for this process, checked, and swept of what killed writes left."""
+    lock = RunLock(run_dir)
+    try:
+        check_layout(run_dir)
+        sweep_temporaries(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _remove_new_folder(run_dir: Path) -> None:
+    """Remove a run folder this session made, with what setup put in it (the lock, a branch's history)."""
+    with contextlib.suppress(OSError):
+        for name in (LOCK_NAME, "metrics.jsonl"):
+            (run_dir / name).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def _check_memory(resolved: Resolved, device: torch.device) -> None:
+    """RunError, before anything is built, if the compiler's estimate of a step exceeds the device's memory."""
+    batch = resolved.train.batch_size
+    result = resolved.result
+    if result.generator is None or result.discriminator is None:
+        return
+    estimate = totals(result.generator, result.discriminator, batch).train_memory_bytes
+    problem = too_big(estimate, batch, device)
+    if problem is not None:
+        raise RunError(f"{resolved.path}: {problem}")

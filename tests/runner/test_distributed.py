@@ -72,7 +72,8 @@ def test_devices_under_torchrun() -> None:
 def test_sync_batchnorm_needs_cuda_under_torchrun() -> None:
     with pytest.raises(RunError, match="SyncBatchNorm runs on CUDA only"):
         distributed.check_sync_batchnorm(True, torch.device("cpu"), TWO)
-    distributed.check_sync_batchnorm(True, torch.device("cpu"), World())  # alone: the header notes it
+    with pytest.raises(RunError, match="SyncBatchNorm runs on CUDA only"):  # alone too, as the README says
+        distributed.check_sync_batchnorm(True, torch.device("cpu"), World())
 
 
 def test_the_weights_digest_sees_one_changed_value() -> None:
@@ -143,17 +144,19 @@ def test_torchrun_trains_with_ddp_then_resumes_bit_for_bit(tmp_path: Path) -> No
 
     again = _train(out, "--resume", run / "checkpoints" / "step_000003.pt", no_python=True)
     assert again.code == 0, again.err
-    assert only_run(out) == run
     assert again.out.count(f"resumed  from {run / 'checkpoints' / 'step_000003.pt'} at step 3") == 1
-    a, b = load_checkpoint(whole), load_checkpoint(run / "checkpoints" / "last.pt")
+    # The run had gone on to step 6: resuming its step-3 checkpoint branches, leaving the run as it was.
+    assert again.out.count("branched:") == 1 and load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
+    (branch,) = [p for p in (out / "tiny").iterdir() if p != run]
+    a, b = load_checkpoint(whole), load_checkpoint(branch / "checkpoints" / "last.pt")
     for key in ("generator", "discriminator"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
     for key in ("opt_g", "opt_d"):
         assert torch.equal(a[key]["state"][0]["exp_avg"], b[key]["state"][0]["exp_avg"]), key
-    rows = _rows(run)
-    assert [r["step"] for r in rows] == [2, 4, 6]
+    rows = _rows(branch)
+    assert [r["step"] for r in rows] == [2, 4, 6] and _rows(run)[-1] == last_row
     assert (rows[-1]["loss_d"], rows[-1]["loss_g"]) == (last_row["loss_d"], last_row["loss_g"])
-    assert json.loads((run / "run.json").read_text())["ranks_identical"] is True
+    assert json.loads((branch / "run.json").read_text())["ranks_identical"] is True
 
 
 @pytest.mark.slow

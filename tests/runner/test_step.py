@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from runner.config import resolve
+from runner.errors import RunError
 from runner.handwritten import BatchedLoop
 from runner.losses import GanLoss
 from runner.step import Ema, GanStep, build_gan
@@ -130,10 +131,10 @@ def test_batch_norm_under_bf16_autocast_keeps_float32_statistics() -> None:
     ).abs().max().clamp_min(1e-7)
 
 
-def test_sync_batchnorm_in_a_single_process_changes_nothing() -> None:
-    step = _step(sync_batchnorm=True)
-    assert step.generator is step.gan.generator
-    assert not any(isinstance(m, nn.SyncBatchNorm) for m in step.gan.generator.modules())
+def test_sync_batchnorm_on_the_cpu_is_refused_even_in_a_single_process() -> None:
+    # It used to be a silent no-op recorded as true; the README says it is refused on the CPU.
+    with pytest.raises(RunError, match="SyncBatchNorm runs on CUDA only"):
+        _step(sync_batchnorm=True)
 
 
 def test_ema_moves_towards_the_weights() -> None:
