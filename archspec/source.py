@@ -103,6 +103,7 @@ class _FastLoader(Composer, CParser or object, SafeConstructor, Resolver):  # ty
         while not self.check_event(end):
             if mapping:
                 key = self.compose_node(node, None)
+                self._nodes -= 1  # a key is not a node of the data: the builder does not count it either
                 node.value.append((key, self.compose_node(node, key)))
             else:
                 node.value.append(self.compose_node(node, None))
