@@ -42,7 +42,7 @@ class Wire:
     part: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)  # made by the ten thousand: not frozen (its checks cost), compared by identity
 class Node:
     """One layer of the expanded graph."""
 
@@ -128,8 +128,10 @@ def network_inputs(spec: Spec, role: Role) -> tuple[Input, ...]:
 def expand(spec: Spec, role: Role) -> tuple[Graph, list[Finding]]:
     """The flat graph of one network, and every problem found while expanding it."""
     network: Network = getattr(spec, role)
-    expander = _Expander(spec, role)
     inputs = network_inputs(spec, role)
+    if _plain_chain(network):
+        return chain_graph(role, inputs, network.layers), []
+    expander = _Expander(spec, role)
     scope = {i.name: Wire(-1 - k) for k, i in enumerate(inputs)}
     expander.reads.update({w: 0 for w in scope.values()})
     last = expander.chain(
@@ -156,6 +158,40 @@ def expand(spec: Spec, role: Role) -> tuple[Graph, list[Finding]]:
         role, inputs, tuple(expander.nodes), tuple(expander.groups), tuple(outputs), tuple(names), chain
     )
     return graph, _unique(findings)
+
+
+def _plain_chain(network: Network) -> bool:
+    """Layers that each read the one above, no names, no blocks, no repeats: nothing to resolve."""
+    return (
+        network.inputs is None
+        and network.outputs is None
+        and all(
+            isinstance(n, Layer)
+            and n.from_ is None
+            and n.repeat is None
+            and n.id is None
+            and n.traits.inputs == 1
+            for n in network.layers
+        )
+    )
+
+
+def chain_graph(role: Role, inputs: tuple[Input, ...], layers: Sequence[Any]) -> Graph:
+    """The graph of a plain chain, made directly: each layer reads the one above (the first, the first input)."""
+    nodes = tuple(
+        Node(
+            i,
+            str(layer.name or i),
+            layer,
+            (Wire(i - 1),),
+            (role, "layers", i),
+            (),
+            f"{role}.layers[{i}] ({layer.type})",
+            0,
+        )
+        for i, layer in enumerate(layers)
+    )
+    return Graph(role, inputs, nodes, (), (Wire(len(nodes) - 1),), ("out",), True)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from archspec.graph import Finding, Graph, Input, Node, Role, Wire, expand
+from archspec.graph import Finding, Graph, Input, Node, Role, Wire, chain_graph, expand
 
 __all__ = [
     "LayerFault",
@@ -39,7 +39,7 @@ _ABBREVIATIONS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)  # as graph.Node: one per layer, not frozen, compared by identity
 class LayerTrace:
     """One layer of a traced network, for one sample (batch dimension excluded)."""
 
@@ -126,23 +126,7 @@ class NetworkTrace:
 
 def trace_network(role: Role, input_shape: Shape, layers: Sequence[Layer]) -> NetworkTrace:
     """Trace a chain of ``layers`` from ``input_shape`` (a size fix re-traces the tail of a chain this way)."""
-    nodes = tuple(
-        Node(
-            i,
-            str(layer.name or i),
-            layer,
-            (Wire(i - 1),),
-            (role, "layers", i),
-            (),
-            f"{role}.layers[{i}] ({layer.type})",
-            0,
-        )
-        for i, layer in enumerate(layers)
-    )
-    graph = Graph(
-        role, (Input("x", "image", input_shape),), nodes, (), (Wire(len(nodes) - 1),), ("out",), True
-    )
-    return trace_graph(graph)
+    return trace_graph(chain_graph(role, (Input("x", "image", input_shape),), layers))
 
 
 def trace_graph(graph: Graph, findings: Sequence[Finding] = ()) -> NetworkTrace:
@@ -192,8 +176,10 @@ def trace_graph(graph: Graph, findings: Sequence[Finding] = ()) -> NetworkTrace:
             faults.append(LayerFault(node.index, layer, ins[0].shape, too_big, node, ins))
             known.append(None)
             continue
-        parts = step.outputs or (step.output,)
-        known.append([Value(p) for p in parts])
+        if not step.outputs and step.output == ins[0].shape and ins[0].classes is None:
+            known.append([ins[0]])  # most layers keep the shape: no new value to make
+        else:
+            known.append([Value(p) for p in step.outputs or (step.output,)])
         traced.append(
             LayerTrace(
                 node.index,
