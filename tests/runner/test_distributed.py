@@ -197,8 +197,8 @@ def test_a_graph_spec_trains_under_ddp(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     spec = ROOT / "specs" / "examples" / "resblock.yaml"
     result = _torchrun(
-        "train", spec, "--device", "cpu", "--max-steps", 2, "--batch-size", 4, "--log-every", 1,
-        "--limit", 32, "--out", out, "--no-progress",
+        "train", spec, "--device", "cpu", "--max-steps", 2, "--batch-size", 4, "--d-steps", 1,
+        "--log-every", 1, "--limit", 32, "--out", out, "--no-progress",
     )  # fmt: skip
     assert result.code == 0, result.err
     run = only_run(out, "resblock")
