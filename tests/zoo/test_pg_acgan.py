@@ -12,7 +12,11 @@ import torch
 from torch import nn
 
 import archspec
-from tests.zoo.twin import copy_weights, param_count, randomize_norm_stats
+from tests.zoo.twin import (
+    assert_checks_with_counts,
+    built_as_twins,
+    param_count,
+)
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "zoo" / "pg_acgan.yaml"
 LATENT, CLASSES, IMAGE = 100, 10, (1, 32, 32)
@@ -80,25 +84,14 @@ def test_twin_matches_the_published_counts() -> None:
 
 
 def test_spec_checks_with_the_published_counts() -> None:
-    result = archspec.check_file(SPEC)
-    assert result.ok, result.errors
-    assert result.totals is not None
-    assert result.totals.params_generator == G_PARAMS
-    assert result.totals.params_discriminator == D_PARAMS
+    assert_checks_with_counts(SPEC, G_PARAMS, D_PARAMS)
 
 
 @torch.no_grad()
 def test_built_networks_equal_the_twin() -> None:
     torch.manual_seed(0)
-    gan = archspec.build(SPEC)
     g_twin, d_twin = Generator(), Discriminator()
-    assert param_count(gan.generator) == param_count(g_twin) == G_PARAMS
-    assert param_count(gan.discriminator) == param_count(d_twin) == D_PARAMS
-    for twin, built in [(g_twin, gan.generator), (d_twin, gan.discriminator)]:
-        randomize_norm_stats(twin)
-        copy_weights(twin, built)
-        twin.eval()
-        built.eval()
+    gan = built_as_twins(SPEC, g_twin, d_twin, G_PARAMS, D_PARAMS)
 
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(2, LATENT, generator=gen)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import archspec
-from tests.zoo.twin import copy_weights, param_count
+from tests.zoo.twin import assert_checks_with_counts, copy_weights, param_count
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "zoo" / "pg_cyclegan.yaml"
 G_PARAMS = 11_378_179
@@ -97,11 +97,7 @@ def test_twin_matches_the_published_counts() -> None:
 
 
 def test_spec_checks_with_the_published_counts() -> None:
-    result = archspec.check_file(SPEC)
-    assert result.ok, result.errors
-    assert result.totals is not None
-    assert result.totals.params_generator == G_PARAMS
-    assert result.totals.params_discriminator == D_PARAMS
+    assert_checks_with_counts(SPEC, G_PARAMS, D_PARAMS)
 
 
 @torch.no_grad()

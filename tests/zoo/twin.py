@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
+
+import archspec
+from archspec.modules import GAN
 
 
 def copy_weights(twin: nn.Module, built: nn.Module) -> None:
@@ -31,3 +36,24 @@ def randomize_norm_stats(net: nn.Module, seed: int = 0) -> None:
             assert m.running_var is not None
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def assert_checks_with_counts(spec: Path, g_params: int, d_params: int) -> None:
+    """The spec checks, and its two parameter counts are the original's."""
+    result = archspec.check_file(spec)
+    assert result.ok, result.errors
+    assert result.totals is not None
+    assert (result.totals.params_generator, result.totals.params_discriminator) == (g_params, d_params)
+
+
+def built_as_twins(spec: Path, g_twin: nn.Module, d_twin: nn.Module, g_params: int, d_params: int) -> GAN:
+    """The spec built with its twins' weights (batch-norm statistics made non-trivial first), both in eval mode."""
+    gan = archspec.build(spec)
+    assert param_count(gan.generator) == param_count(g_twin) == g_params
+    assert param_count(gan.discriminator) == param_count(d_twin) == d_params
+    for twin, built in ((g_twin, gan.generator), (d_twin, gan.discriminator)):
+        randomize_norm_stats(twin)
+        copy_weights(twin, built)
+        twin.eval()
+        built.eval()
+    return gan
