@@ -38,7 +38,8 @@ def load(path: str | Path) -> CheckResult:
 
 
 def build(spec: Spec | CheckResult | str | Path, device: Any = None) -> GAN:
-    """Compile a spec (path, checked result or Spec) to ``.generator`` and ``.discriminator`` nn.Sequential."""
+    """Compile a spec (path, checked result or Spec) to ``.generator`` and ``.discriminator``: an nn.Sequential
+    for a chain, a GraphNetwork for a graph."""
     from archspec.modules import build as _build
 
     return _build(spec, device)

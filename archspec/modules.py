@@ -47,7 +47,8 @@ class GAN:
 
 
 def build(spec: Spec | CheckResult | str | Path, device: Any = None) -> GAN:
-    """Build both networks of a spec (a path, a checked result or a Spec) as plain ``nn.Sequential`` modules.
+    """Build both networks of a spec (a path, a checked result or a Spec): ``nn.Sequential`` for a chain,
+    ``GraphNetwork`` for a graph.
 
     Raises SpecInvalid (with every error) if the spec does not check.
     """

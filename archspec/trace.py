@@ -256,7 +256,8 @@ def _too_big(step: Step) -> Problem | None:
 
 
 def describe(layer: Layer, input_shape: Shape, output: Shape) -> str:
-    """``conv_transpose2d 256→3 k=8 s=2 p=1``: the type, the channel change and the non-default arguments."""
+    """``conv_transpose2d 256→3 k=8 s=2 p=1``: the type, the channel change and the non-default arguments
+    (``sn`` for spectral norm)."""
     kind = layer.type
     parts = [kind]
     if kind == "linear":
@@ -274,6 +275,8 @@ def describe(layer: Layer, input_shape: Shape, output: Shape) -> str:
         if short and not short.endswith("=") and short != "×":
             short += "="
         parts.append(f"{short}{_compact(value)}")
+    if getattr(layer, "spectral_norm", None) is not None:
+        parts.append("sn")  # spectral norm
     return " ".join(parts)
 
 
