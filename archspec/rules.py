@@ -118,9 +118,14 @@ def _check_declared(field_name: str, declared: int | None, shape: Shape, what: s
     ``what`` names the input dimension checked: ``channels`` (the first) or ``features`` (the last).
     """
     actual = shape[-1] if what == "features" else shape[0]
+    return _agree(field_name, declared, actual, f"its input {fmt(shape)} has {actual} {what}", step)
+
+
+def _agree(field_name: str, declared: int | None, actual: int, said: str, step: Step) -> Step:
+    """``step``, unless a written size (``declared``) differs from the one the input gives (``actual``)."""
     if declared is not None and declared != actual:
         raise DeclaredMismatch(
-            f"{field_name}: {declared}, but its input {fmt(shape)} has {actual} {what}",
+            f"{field_name}: {declared}, but {said}",
             fix=f"{field_name}: {actual} (or leave it out: it is inferred)",
             field=field_name,
             output=step,
@@ -483,16 +488,7 @@ def embedding(layer: L.Embedding, values: tuple[Value, ...]) -> Step:
 
 
 def _check_classes(field_name: str, declared: int | None, classes: int, step: Step) -> Step:
-    if declared is not None and declared != classes:
-        raise DeclaredMismatch(
-            f"{field_name}: {declared}, but the label has {classes} classes",
-            fix=f"{field_name}: {classes} (or leave it out: it is inferred)",
-            field=field_name,
-            output=step,
-            declared=declared,
-            actual=classes,
-        )
-    return step
+    return _agree(field_name, declared, classes, f"the label has {classes} classes", step)
 
 
 def conditional_batch_norm2d(layer: L.ConditionalBatchNorm2d, values: tuple[Value, ...]) -> Step:
