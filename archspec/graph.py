@@ -42,7 +42,8 @@ class Wire:
     part: int | None = None
 
 
-@dataclass(eq=False, slots=True)  # made by the ten thousand: not frozen (its checks cost), compared by identity
+# Made by the ten thousand: not frozen (its checks cost), compared by identity.
+@dataclass(eq=False, slots=True)
 class Node:
     """One layer of the expanded graph."""
 
@@ -101,9 +102,6 @@ class Graph:
     outputs: tuple[Wire, ...]
     output_names: tuple[str, ...]
     chain: bool  # written as a plain chain: built as nn.Sequential, shown as before
-
-    def input_index(self, wire: Wire) -> int | None:
-        return -1 - wire.source if wire.source < 0 else None
 
 
 def network_inputs(spec: Spec, role: Role) -> tuple[Input, ...]:

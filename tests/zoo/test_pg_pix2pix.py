@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import archspec
-from tests.zoo.twin import assert_checks_with_counts, copy_weights, param_count
+from tests.zoo.twin import assert_checks_with_counts, built_as_twins, param_count
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "zoo" / "pg_pix2pix.yaml"
 G_PARAMS = 54_404_099
@@ -133,15 +132,10 @@ def test_spec_checks_with_the_published_counts() -> None:
 @torch.no_grad()
 def test_built_networks_compute_what_the_twin_computes() -> None:
     torch.manual_seed(0)
-    gan = archspec.build(SPEC)
     g_twin, d_twin = UNet(), PatchD()
-    assert param_count(gan.generator) == param_count(g_twin) == G_PARAMS
-    assert param_count(gan.discriminator) == param_count(d_twin) == D_PARAMS
-    # No batch norm anywhere (instance norms keep no statistics), so no randomize_norm_stats.
-    copy_weights(g_twin, gan.generator)
-    copy_weights(d_twin, gan.discriminator)
-    for net in (gan.generator, gan.discriminator, g_twin, d_twin):
-        net.eval()
+    gan = built_as_twins(
+        SPEC, g_twin, d_twin, G_PARAMS, D_PARAMS
+    )  # instance norms: no statistics to randomise
 
     gen = torch.Generator().manual_seed(1)
     real_a = torch.randn(1, 3, 256, 256, generator=gen)
