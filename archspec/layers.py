@@ -491,22 +491,21 @@ def _four(value: Any) -> Any:
 Padding4 = Annotated[tuple[NonNegative, NonNegative, NonNegative, NonNegative], BeforeValidator(_four)]
 
 
-class ZeroPad2d(Layer):
+class _Pad2d(Layer):
     traits = Traits(spatial=True)
+    padding: Padding4
+
+
+class ZeroPad2d(_Pad2d):
     type: Literal["zero_pad2d"]
-    padding: Padding4
 
 
-class ReflectionPad2d(Layer):
-    traits = Traits(spatial=True)
+class ReflectionPad2d(_Pad2d):
     type: Literal["reflection_pad2d"]
-    padding: Padding4
 
 
-class ReplicationPad2d(Layer):
-    traits = Traits(spatial=True)
+class ReplicationPad2d(_Pad2d):
     type: Literal["replication_pad2d"]
-    padding: Padding4
 
 
 class View(Layer):
