@@ -11,6 +11,12 @@ of three layouts, found automatically:
 the spec's size are centre-cropped with the seed's rule (start = dim // 2 - size // 2); grey images are
 repeated to three channels when the spec wants RGB.
 
+Conditions travel with the images. Beside a 4-D image dataset, a 1-D integer dataset ``labels`` (one class
+index per image, the class names in its attribute ``class_names``) and a 4-D uint8 dataset ``inputs`` (the
+condition image of each pair, pix2pix's A; the images are the targets, its B) are read with them:
+``labels`` always, ``inputs`` when the caller names the generator's ``input_shape``. The generated sources
+make both up from the seed, so a conditional spec's dry run needs no file.
+
 Shuffled order is reproducible: ``batches(shuffle=True, generator=epoch_generator(epoch, seed))`` visits
 ``epoch_permutation(len(images), epoch, seed)``, and ``start=k`` skips the first k batches of that order, so
 a run resumed mid-epoch sees exactly the batches it had not seen.
@@ -26,6 +32,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from archspec.memory import device_memory
@@ -49,6 +56,11 @@ _MAX_GROUPS = 10_000
 # A compressed dataset stores at least this fraction of what it declares (real pixels never compress 1000:1);
 # one that stores less has most of its images missing, and would be read as zeros.
 _MIN_COMPRESSED_FRACTION = 1 / 1000
+# The datasets a packed file keeps beside its images (runner.pack writes them).
+LABELS, INPUTS, CLASS_NAMES = "labels", "inputs", "class_names"
+# Generated labels and inputs draw from mixed_seed(seed, _GENERATED_STREAM, k): three keys, so they never meet
+# an epoch's shuffle, mixed_seed(seed, epoch).
+_GENERATED_STREAM = 0xDA7A
 
 
 @dataclass(frozen=True)
@@ -60,21 +72,54 @@ class DataInfo:
     count: int
     stored_shape: tuple[int, int, int]  # H, W, C as stored
     value_range: tuple[float, float]  # what to_float scales to: (0.0, 1.0) or (-1.0, 1.0)
+    class_names: tuple[str, ...] | None = None  # one per class index, when the images have labels
+    input_shape: tuple[int, int, int] | None = None  # C, H, W of ``inputs`` as trained, when loaded
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch with its conditions: uint8 images (B, C, H, W), int64 labels (B,) and uint8 condition images
+    (B, Ci, Hi, Wi), each None where the data set has none; all on the images' device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    inputs: torch.Tensor | None
 
 
 class ImageSet:
-    """All images of a data set as one uint8 tensor ``images`` (N, C, H, W), plus where they came from."""
+    """All images of a data set as one uint8 tensor ``images`` (N, C, H, W), plus where they came from, and
+    optionally their class ``labels`` (int64 (N,)) and paired condition images ``inputs`` (uint8 (N, Ci, H, W)).
+    """
 
-    def __init__(self, images: torch.Tensor, info: DataInfo) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        info: DataInfo,
+        labels: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
+    ) -> None:
+        n = int(images.shape[0])
+        if labels is not None and tuple(labels.shape) != (n,):
+            raise ValueError(f"labels of shape {tuple(labels.shape)} for {n} images; expected ({n},)")
+        if inputs is not None and int(inputs.shape[0]) != n:
+            raise ValueError(f"{int(inputs.shape[0])} inputs for {n} images")
         self.images = images
         self.info = info
+        self.labels = labels
+        self.inputs = inputs
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def to(self, device: torch.device | str) -> ImageSet:
-        """The same images on ``device``, copied once (a whole data set fits on most GPUs as uint8)."""
-        return ImageSet(self.images.to(device), self.info)
+        """The same images, labels and inputs on ``device``, copied once (a whole data set fits on most GPUs
+        as uint8)."""
+        return ImageSet(
+            self.images.to(device),
+            self.info,
+            None if self.labels is None else self.labels.to(device),
+            None if self.inputs is None else self.inputs.to(device),
+        )
 
     def num_batches(
         self, batch_size: int, *, drop_last: bool = True, indices: torch.Tensor | None = None
@@ -101,6 +146,42 @@ class ImageSet:
         among themselves. ``start`` skips that many batches, to resume mid-epoch. Unshuffled batches over the
         whole set are views of the data: copy before changing them in place.
         """
+        for rows in self._rows(batch_size, shuffle, generator, drop_last, start, indices):
+            yield _take(self.images, rows)
+
+    def conditioned_batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool = True,
+        start: int = 0,
+        indices: torch.Tensor | None = None,
+    ) -> Iterator[Batch]:
+        """The pass ``batches`` makes with the same arguments (the same images in the same order), each batch
+        with its labels and inputs."""
+        for rows in self._rows(batch_size, shuffle, generator, drop_last, start, indices):
+            yield Batch(
+                _take(self.images, rows),
+                None if self.labels is None else _take(self.labels, rows),
+                None if self.inputs is None else _take(self.inputs, rows),
+            )
+
+    def to_float(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch as float32 in this set's value range, on the batch's device."""
+        return to_float(batch_uint8, self.info.value_range)
+
+    def _rows(
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool,
+        start: int,
+        indices: torch.Tensor | None,
+    ) -> Iterator[slice | torch.Tensor]:
+        """The rows of each batch of a pass: a slice in stored order, else indices on the images' device."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if start < 0:
@@ -109,11 +190,7 @@ class ImageSet:
         total = self.num_batches(batch_size, drop_last=drop_last, indices=indices)
         for k in range(start, total):
             lo, hi = k * batch_size, (k + 1) * batch_size
-            yield self.images[lo:hi] if order is None else self.images.index_select(0, order[lo:hi])
-
-    def to_float(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        """A uint8 batch as float32 in this set's value range, on the batch's device."""
-        return to_float(batch_uint8, self.info.value_range)
+            yield slice(lo, hi) if order is None else order[lo:hi]
 
     def _order(
         self, shuffle: bool, generator: torch.Generator | None, indices: torch.Tensor | None
@@ -126,6 +203,10 @@ class ImageSet:
         return base.to(self.images.device)
 
 
+def _take(tensor: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+    return tensor[rows] if isinstance(rows, slice) else tensor.index_select(0, rows)
+
+
 def open_images(
     source: str | None,
     image_shape: tuple[int, int, int],
@@ -134,24 +215,45 @@ def open_images(
     synthetic_count: int = 2048,
     limit: int | None = None,
     progress: Progress | None = None,
+    *,
+    labels: int | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> ImageSet:
     """Load every image of ``source`` into memory as uint8 (N, C, H, W) for ``image_shape`` (C, H, W).
 
     ``source`` is None or "synthetic" (built-in faces, ``synthetic_count`` of them, drawn from ``seed``),
     "random" (uniform noise for dry runs), or an HDF5 path, optionally ``path.h5:name``. ``limit`` keeps the
-    first images only. ``progress(done, total)`` is called while a file is read. Every problem with the source
-    raises RunError before anything is trained.
+    first images (and their labels and inputs) only. ``progress(done, total)`` is called while a file's
+    images are read. Every problem with the source raises RunError before anything is trained.
+
+    A file's ``labels`` are always read when it has them. ``labels=K`` gives the generated sources labels
+    drawn uniformly from K classes (from ``seed``), named "0".."K-1". ``input_shape`` (C, H, W) is the
+    generator's image input: a file's ``inputs`` are read for it (cropped and made RGB as the images are);
+    random data gets random inputs and the synthetic faces their own drawing in grey at that size. Without
+    ``input_shape`` no inputs are loaded, even from a file that has them.
     """
     channels, height, width = image_shape
     _check_value_range(value_range)
     if limit is not None and limit < 1:
         raise RunError(f"data limit {limit}: must be at least 1")
+    if labels is not None and labels < 1:
+        raise RunError(f"class count {labels}: must be at least 1")
     if source is None or source in ("synthetic", "random"):
-        count = synthetic_count if limit is None else min(limit, synthetic_count)
-        return _generated(source or "synthetic", count, image_shape, value_range, seed)
+        return _generated(
+            source or "synthetic", synthetic_count, limit, image_shape, value_range, seed, labels, input_shape
+        )
     path, name = _split_source(source)
-    images, info = _read_file(path, name, (height, width, channels), limit, progress)
-    return ImageSet(images, DataInfo(source, info.layout, len(images), info.stored_shape, value_range))
+    read = _read_file(path, name, (height, width, channels), limit, progress, input_shape)
+    info = DataInfo(
+        source,
+        read.layout,
+        len(read.images),
+        read.stored_shape,
+        value_range,
+        read.class_names,
+        None if read.inputs is None else input_shape,
+    )
+    return ImageSet(read.images, info, read.labels, read.inputs)
 
 
 def to_float(batch_uint8: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
@@ -199,8 +301,14 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class _Read:
+    """What a file gave: images (N, C, H, W), how they were stored, and the conditions found beside them."""
+
+    images: torch.Tensor
     layout: str
     stored_shape: tuple[int, int, int]
+    labels: torch.Tensor | None = None
+    class_names: tuple[str, ...] | None = None
+    inputs: torch.Tensor | None = None
 
 
 def _check_value_range(value_range: tuple[float, float]) -> None:
@@ -210,16 +318,52 @@ def _check_value_range(value_range: tuple[float, float]) -> None:
 
 
 def _generated(
-    kind: str, count: int, image_shape: tuple[int, int, int], value_range: tuple[float, float], seed: int
+    kind: str,
+    total: int,
+    limit: int | None,
+    image_shape: tuple[int, int, int],
+    value_range: tuple[float, float],
+    seed: int,
+    classes: int | None,
+    input_shape: tuple[int, int, int] | None,
 ) -> ImageSet:
     channels, height, width = image_shape
+    count = total if limit is None else min(limit, total)
+    images = _generated_images(kind, count, image_shape, seed)
+    labels, names = None, None
+    if classes is not None:
+        # Drawn for the whole set and then cut, so a --limit keeps the first labels of the full set; from a
+        # stream of their own, so the images are those of an unlabelled run with the same seed.
+        gen = torch.Generator().manual_seed(mixed_seed(seed, _GENERATED_STREAM, 1))
+        labels = torch.randint(0, classes, (total,), generator=gen, dtype=torch.int64)[:count].clone()
+        names = tuple(str(k) for k in range(classes))
+    inputs = None
+    if input_shape is not None:
+        if kind == "random":
+            inputs = _generated_images(kind, count, input_shape, mixed_seed(seed, _GENERATED_STREAM, 2))
+        else:
+            # The same faces drawn in grey at the input's size: an image-to-image spec learns to colour them.
+            grey = _generated_images(kind, count, (1, *input_shape[1:]), seed)
+            inputs = grey.expand(-1, input_shape[0], -1, -1).contiguous()
+    info = DataInfo(
+        kind,
+        kind,
+        count,
+        (height, width, channels),
+        value_range,
+        names,
+        None if inputs is None else input_shape,
+    )
+    return ImageSet(images, info, labels, inputs)
+
+
+def _generated_images(kind: str, count: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+    channels, height, width = shape
     if kind == "random":
         gen = torch.Generator().manual_seed(seed)
-        images = torch.randint(0, 256, (count, channels, height, width), generator=gen, dtype=torch.uint8)
-    else:
-        faces = synthetic_faces(count, (height, width, channels), seed)
-        images = torch.from_numpy(faces).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(images, DataInfo(kind, kind, count, (height, width, channels), value_range))
+        return torch.randint(0, 256, (count, channels, height, width), generator=gen, dtype=torch.uint8)
+    faces = synthetic_faces(count, (height, width, channels), seed)
+    return torch.from_numpy(faces).permute(0, 3, 1, 2).contiguous()
 
 
 def _split_source(source: str) -> tuple[Path, str | None]:
@@ -232,8 +376,13 @@ def _split_source(source: str) -> tuple[Path, str | None]:
 
 
 def _read_file(
-    path: Path, name: str | None, want: tuple[int, int, int], limit: int | None, progress: Progress | None
-) -> tuple[torch.Tensor, _Read]:
+    path: Path,
+    name: str | None,
+    want: tuple[int, int, int],
+    limit: int | None,
+    progress: Progress | None,
+    input_shape: tuple[int, int, int] | None,
+) -> _Read:
     check_input(path, "a data set")
     if path.is_dir():
         raise RunError(
@@ -242,9 +391,14 @@ def _read_file(
     try:
         with h5py.File(path, "r") as f:
             candidate = _choose(path, f, name)
-            if candidate.kind == "dataset":
-                return _read_stacked(path, f[candidate.name], want, limit, progress)
-            return _read_group(path, candidate.name, f[candidate.name], want, limit, progress)
+            if candidate.kind == "group":
+                return _read_group(path, candidate.name, f[candidate.name], want, limit, progress)
+            ds = f[candidate.name]
+            images, stored = _read_stacked(path, ds, want, limit, progress)
+            layout = "packed" if ds.name == "/images" else f"dataset '{ds.name.lstrip('/')}'"
+            labels, names = _read_labels(path, ds, limit)
+            inputs = None if input_shape is None else _read_inputs(path, ds, input_shape, limit)
+            return _Read(images, layout, stored, labels, names, inputs)
     except OSError as err:
         # h5py raises OSError for a file that is not HDF5, is truncated, or has a corrupt chunk.
         raise RunError(f"{path}: not a readable HDF5 file: {_one_line(err)}") from err
@@ -258,6 +412,7 @@ def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
             if c.name == name:
                 return c
         raise RunError(f"{path}:{name}: not a 4-D image dataset or a group of images; candidates: {listing}")
+    found = _without_paired_inputs(found)
     if not found:
         raise RunError(
             f"{path}: no image datasets found "
@@ -270,6 +425,15 @@ def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
     raise RunError(
         f"{path}: several image sets: {listing}; choose one with {path}:NAME, e.g. {path}:{found[0].name}"
     )
+
+
+def _without_paired_inputs(found: list[_Candidate]) -> list[_Candidate]:
+    """The candidates less each ``inputs`` beside an ``images``: a pair's condition images are read with
+    their images, never chosen instead of them."""
+    folders = {c.name.rpartition("/")[0] for c in found if c.name.rpartition("/")[2] == "images"}
+    return [
+        c for c in found if not (c.name.rpartition("/")[2] == INPUTS and c.name.rpartition("/")[0] in folders)
+    ]
 
 
 def _candidates(
@@ -305,12 +469,76 @@ def _candidates(
     return found
 
 
+def _read_labels(
+    path: Path, images: h5py.Dataset, limit: int | None
+) -> tuple[torch.Tensor | None, tuple[str, ...] | None]:
+    """The ``labels`` beside ``images`` (first ``limit``) and their class names, each checked, or (None, None)."""
+    ds = images.parent.get(LABELS)
+    if ds is None:
+        return None, None
+    where = f"{path}:{ds.name.lstrip('/')}"
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "iu":
+        what = f"{ds.ndim}-D {ds.dtype}" if isinstance(ds, h5py.Dataset) else "a group"
+        raise RunError(f"{where}: is {what}; expected a 1-D integer dataset, one class index per image")
+    count = int(images.shape[0])
+    if int(ds.shape[0]) != count:
+        raise RunError(f"{where}: {ds.shape[0]:,} labels for {count:,} images in {images.name.lstrip('/')}")
+    _check_stored(where, path, ds)
+    values = np.asarray(ds[()], dtype=np.int64)
+    names = _class_names(where, ds, values)
+    low, high = (int(values.min()), int(values.max())) if count else (0, 0)
+    if low < 0 or high >= len(names):
+        bad = low if low < 0 else high
+        at = int(np.flatnonzero(values == bad)[0])
+        raise RunError(
+            f"{where}: label {bad} at image {at} is outside the {plural(len(names), 'class', 'classes')} 0..{len(names) - 1} "
+            f"of its '{CLASS_NAMES}'"
+        )
+    kept = values if limit is None else values[:limit]
+    return torch.from_numpy(np.ascontiguousarray(kept)), names
+
+
+def _class_names(where: str, ds: h5py.Dataset, values: npt.NDArray[np.int64]) -> tuple[str, ...]:
+    """The ``class_names`` attribute as strings; without one, "0".."max label" (a file packed by hand)."""
+    raw = ds.attrs.get(CLASS_NAMES)
+    if raw is None:
+        return tuple(str(k) for k in range(int(values.max()) + 1 if values.size else 0))
+    names = np.atleast_1d(np.asarray(raw))
+    if names.ndim != 1 or names.size == 0:
+        raise RunError(f"{where}: attribute '{CLASS_NAMES}' is {names.shape}; expected a list of class names")
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+
+
+def _read_inputs(
+    path: Path, images: h5py.Dataset, input_shape: tuple[int, int, int], limit: int | None
+) -> torch.Tensor | None:
+    """The ``inputs`` beside ``images`` for the generator's ``input_shape`` (C, H, W), or None."""
+    ds = images.parent.get(INPUTS)
+    if ds is None:
+        return None
+    where = f"{path}:{ds.name.lstrip('/')}"
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 4:
+        raise RunError(f"{where}: expected a 4-D (N, H, W, C) uint8 dataset of condition images")
+    if int(ds.shape[0]) != int(images.shape[0]):
+        raise RunError(
+            f"{where}: {ds.shape[0]:,} condition images for {images.shape[0]:,} images in "
+            f"{images.name.lstrip('/')}; each image needs its pair"
+        )
+    channels, height, width = input_shape
+    return _read_stacked(path, ds, (height, width, channels), limit, None, role="input")[0]
+
+
 def _read_stacked(
-    path: Path, ds: h5py.Dataset, want: tuple[int, int, int], limit: int | None, progress: Progress | None
-) -> tuple[torch.Tensor, _Read]:
+    path: Path,
+    ds: h5py.Dataset,
+    want: tuple[int, int, int],
+    limit: int | None,
+    progress: Progress | None,
+    role: str = "image",
+) -> tuple[torch.Tensor, tuple[int, int, int]]:
     where = f"{path}:{ds.name.lstrip('/')}"
     stored = (int(ds.shape[1]), int(ds.shape[2]), int(ds.shape[3]))
-    _check_images(where, ds.dtype, stored, want)
+    _check_images(where, ds.dtype, stored, want, role)
     count = int(ds.shape[0]) if limit is None else min(limit, int(ds.shape[0]))
     if count == 0:
         raise RunError(f"{where}: the dataset holds 0 images")
@@ -328,8 +556,7 @@ def _read_stacked(
         out[lo:hi].copy_(block.expand(-1, channels, -1, -1))
         if progress is not None:
             progress(hi, count)
-    layout = "packed" if ds.name == "/images" else f"dataset '{ds.name.lstrip('/')}'"
-    return out, _Read(layout, stored)
+    return out, stored
 
 
 def _read_group(
@@ -339,7 +566,7 @@ def _read_group(
     want: tuple[int, int, int],
     limit: int | None,
     progress: Progress | None,
-) -> tuple[torch.Tensor, _Read]:
+) -> _Read:
     keys = sorted(group, key=natural_key)
     total = len(keys) if limit is None else min(limit, len(keys))
     height, width, channels = want
@@ -364,7 +591,7 @@ def _read_group(
         if progress is not None and (count % _PROGRESS_EVERY == 0 or count == total):
             progress(count, total)
     assert stored is not None, "a group is a candidate only once a 3-D dataset was seen in it"
-    return out[:count], _Read(f"per-image group '{_label(name)}'", stored)
+    return _Read(out[:count], f"per-image group '{_label(name)}'", stored)
 
 
 def _label(name: str) -> str:
@@ -372,8 +599,13 @@ def _label(name: str) -> str:
 
 
 def _check_images(
-    where: str, dtype: np.dtype[np.generic], stored: tuple[int, int, int], want: tuple[int, int, int]
+    where: str,
+    dtype: np.dtype[np.generic],
+    stored: tuple[int, int, int],
+    want: tuple[int, int, int],
+    role: str = "image",
 ) -> None:
+    """``role`` "image" checks against the spec's image, "input" against the generator's image input."""
     (s_h, s_w, s_c), (w_h, w_w, w_c) = stored, want
     if dtype != np.uint8:
         raise RunError(
@@ -382,6 +614,11 @@ def _check_images(
     if s_c not in (1, 3):
         raise RunError(
             f"{where}: images of shape {stored} (H, W, C) have {s_c} channels; expected 1 or 3 last"
+        )
+    if s_c == 3 and w_c != 3 and role == "input":
+        raise RunError(
+            f"{where}: condition images have 3 channels but the generator's image input has {w_c}"
+            + ("; repack them in grey with `archspec data pack ... --input-channels 1`" if w_c == 1 else "")
         )
     if s_c == 3 and w_c != 3:
         raise RunError(
