@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archspec.contract import fault_finding, gan_findings, image_order, image_order_finding, training_blocker
+from archspec.conditioning import Conditioning, conditioning
+from archspec.contract import fault_finding, gan_findings, image_order, image_order_finding
 from archspec.errors import SpecError
 from archspec.graph import Finding
 from archspec.layers import MAX_SIZE, Layer
@@ -42,11 +43,18 @@ class CheckResult:
         return totals(self.generator, self.discriminator, self.batch_size)
 
     @property
-    def training_blocker(self) -> str | None:
-        """Why ``archspec train`` cannot train this (valid) spec yet, or None."""
+    def conditioning(self) -> Conditioning | str | None:
+        """What training feeds each network (``archspec.conditioning``), why it cannot (a str), or None for a spec
+        that does not check."""
         if self.generator is None or self.discriminator is None:
             return None
-        return training_blocker(self.generator, self.discriminator)
+        return conditioning(self.generator, self.discriminator)
+
+    @property
+    def training_blocker(self) -> str | None:
+        """Why ``archspec train`` cannot train this (valid) spec, or None."""
+        found = self.conditioning
+        return found if isinstance(found, str) else None
 
 
 def check_file(path: str | Path, batch_size: int | None = None) -> CheckResult:

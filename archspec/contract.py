@@ -30,7 +30,6 @@ __all__ = [
     "image_order",
     "image_order_finding",
     "network_ends_in",
-    "training_blocker",
 ]
 
 
@@ -102,24 +101,6 @@ def ends_in(graph: Graph, output: int = 0) -> str | None:
         if not node.layer.traits.passthrough:
             return node.type
         wire = node.inputs[0]
-    return None
-
-
-def training_blocker(generator: NetworkTrace, discriminator: NetworkTrace) -> str | None:
-    """Why ``archspec train`` cannot train this spec yet (conditional training is the next step), or None."""
-    for trace in (generator, discriminator):
-        graph = trace.graph
-        if graph is None:
-            continue
-        kinds = {i.kind for i in graph.inputs}
-        if "label" in kinds:
-            return f"the {trace.role} takes a class label: conditional training is not supported yet"
-        if "condition" in kinds or "vector" in kinds:
-            return f"the {trace.role} takes a conditioning input: image-conditioned training is not supported yet"
-        if trace.role == "generator" and "latent" not in kinds:
-            return "the generator takes no latent vector: image-to-image training is not supported yet"
-        if len(graph.outputs) > 1:
-            return f"the {trace.role} has {len(graph.outputs)} outputs: auxiliary heads are not trained yet"
     return None
 
 

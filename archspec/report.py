@@ -99,7 +99,7 @@ def print_result(result: CheckResult, out: Console, err: Console) -> None:
     emit(out, *parts)
     blocker = result.training_blocker
     if blocker:
-        note = f"note: archspec train cannot train this spec yet: {blocker} (check and summary work)"
+        note = f"note: archspec train cannot train this spec: {blocker} (check and summary work)"
         emit(out, Text(note), soft_wrap=True)
 
 

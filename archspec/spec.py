@@ -129,6 +129,10 @@ class Train(_Frozen):
     )
     d_steps: Annotated[int, Field(ge=1, le=100)] = 1
     gp_weight: PositiveFloat = 10.0
+    # A discriminator's class head (AC-GAN): its cross-entropy, real and fake, is added to D's and G's losses.
+    aux_weight: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 1.0
+    # A paired (image-to-image) run: G's loss adds l1_weight · |G(a) − b|, pix2pix's λ = 100.
+    l1_weight: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 100.0
     ema: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     data_range: Literal["auto", "unit", "symmetric"] = "auto"
     seed: Annotated[int, Field(ge=0, le=MAX_SIZE)] = 0

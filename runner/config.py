@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from archspec.check import CheckResult, check_file, check_source, check_text
+from archspec.conditioning import Conditioning
 from archspec.contract import data_range
 from archspec.errors import SpecInvalid
 from archspec.source import Source, SourceError, read_source
@@ -131,6 +132,13 @@ class Resolved:
     def value_range(self) -> tuple[float, float]:
         return data_range(self.spec)
 
+    @property
+    def feeds(self) -> Conditioning:
+        """What training feeds each network (resolve() refuses a spec it cannot feed)."""
+        found = self.result.conditioning
+        assert isinstance(found, Conditioning)
+        return found
+
 
 def train_flags() -> list[Flag]:
     """One Flag per field of Train, in the model's order."""
@@ -189,7 +197,7 @@ def resolve(
             ]
         )
     if result.training_blocker is not None:
-        raise RunError(f"{path}: archspec train cannot train this spec yet: {result.training_blocker}")
+        raise RunError(f"{path}: archspec train cannot train this spec: {result.training_blocker}")
     return Resolved(str(path), source.text, result, dict(overrides))
 
 

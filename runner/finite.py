@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -16,8 +16,10 @@ class NonFiniteLoss(RunError):
     """A loss or weight became NaN or infinite; the run stopped without writing a checkpoint of it."""
 
 
-def check_losses(values: torch.Tensor, steps: list[int], last_checkpoint: Path | None) -> None:
-    """NonFiniteLoss naming the first loss in ``values`` (a row of ``STATS`` per step of ``steps``) that is NaN
+def check_losses(
+    values: torch.Tensor, steps: list[int], last_checkpoint: Path | None, names: Sequence[str] = STATS
+) -> None:
+    """NonFiniteLoss naming the first loss in ``values`` (a row of ``names`` per step of ``steps``) that is NaN
     or infinite, and the last checkpoint that was good."""
     bad = (~torch.isfinite(values)).nonzero()
     if bad.numel() == 0:
@@ -29,7 +31,7 @@ def check_losses(values: torch.Tensor, steps: list[int], last_checkpoint: Path |
         else "no checkpoint had been written yet"
     )
     raise NonFiniteLoss(
-        f"{STATS[column]} is {values[row, column].item()} at step {steps[row]}; training "
+        f"{names[column]} is {values[row, column].item()} at step {steps[row]}; training "
         f"stopped ({kept}). Try a lower --lr"
     )
 

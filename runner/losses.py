@@ -8,11 +8,11 @@ both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _bce(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_penalty(
-    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """WGAN-GP's penalty: mean over the batch of (‖∇ critic(x̂)‖₂ − 1)², x̂ a random mix of real and fake.
 

@@ -205,24 +205,27 @@ def loss_figure(rows: Sequence[Mapping[str, Any]], title: str, loss: str = "bce"
     return fig
 
 
-def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, columns) of a grid of ``n`` images: as square as possible, wider than tall."""
-    columns = math.ceil(math.sqrt(n))
+def grid_shape(n: int, columns: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of a grid of ``n`` images: ``columns`` wide, or as square as possible, wider than tall."""
+    columns = columns or math.ceil(math.sqrt(n))
     return math.ceil(n / columns), columns
 
 
-def grid_size(n: int, height: int, width: int) -> tuple[int, int]:
+def grid_size(n: int, height: int, width: int, columns: int | None = None) -> tuple[int, int]:
     """(width, height) in pixels of the PNG ``save_grid`` writes for ``n`` images of ``height`` × ``width``."""
-    rows, columns = grid_shape(n)
+    rows, columns = grid_shape(n, columns)
     return columns * (width + GRID_PADDING) + GRID_PADDING, rows * (height + GRID_PADDING) + GRID_PADDING
 
 
-def save_grid(images: torch.Tensor, path: Path, value_range: tuple[float, float]) -> None:
-    """A PNG grid of float images (N, C, H, W) in ``value_range``; 1 channel is grey, 3 RGB, others their first."""
+def save_grid(
+    images: torch.Tensor, path: Path, value_range: tuple[float, float], columns: int | None = None
+) -> None:
+    """A PNG grid of float images (N, C, H, W) in ``value_range``, row by row, ``columns`` wide (or as square as
+    possible); 1 channel is grey, 3 RGB, others their first."""
     pixels = _to_uint8(images.detach().float().cpu(), value_range)
     n, channels, height, width = pixels.shape
-    _rows, columns = grid_shape(n)
-    width_px, height_px = grid_size(n, height, width)
+    _rows, columns = grid_shape(n, columns)
+    width_px, height_px = grid_size(n, height, width, columns)
     depth = 3 if channels == 3 else 1
     canvas = np.full((height_px, width_px, depth), _GRID_BACKGROUND, dtype=np.uint8)
     for i in range(n):

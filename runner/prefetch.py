@@ -11,14 +11,20 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
+from typing import TypeVar, cast
 
 import torch
+
+from runner.data import Batch
+
+# A batch of images alone, or with its labels and paired inputs (a conditional run's).
+B = TypeVar("B", bound=torch.Tensor | Batch)
 
 _END = object()  # the producer finished its batches
 _FAILED = object()  # the producer died of an exception it could not pass on (its traceback is printed)
 
 
-def prefetched(batches: Iterator[torch.Tensor], device: torch.device) -> Generator[torch.Tensor, None, None]:
+def prefetched(batches: Iterator[B], device: torch.device) -> Generator[B, None, None]:
     """``batches`` (on the CPU) delivered on ``device``: gathered and pinned ahead by a thread, copied without
     blocking. On the CPU the batches pass through as they are. Close the generator to stop the thread early."""
     if device.type != "cuda":
@@ -26,16 +32,18 @@ def prefetched(batches: Iterator[torch.Tensor], device: torch.device) -> Generat
         return
     # The thread's CUDA device is device 0 until told otherwise: pinning there would open a context on GPU 0
     # in every torchrun process.
-    for pinned in ahead(batches, torch.Tensor.pin_memory, start=lambda: torch.cuda.set_device(device)):
-        yield pinned.to(device, non_blocking=True)
+    pin = _each_tensor(torch.Tensor.pin_memory)
+    move = _each_tensor(lambda t: t.to(device, non_blocking=True))
+    for pinned in ahead(batches, pin, start=lambda: torch.cuda.set_device(device)):
+        yield move(pinned)
 
 
 def ahead(
-    batches: Iterator[torch.Tensor],
-    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda batch: batch,
+    batches: Iterator[B],
+    prepare: Callable[[B], B] = lambda batch: batch,
     depth: int = 2,
     start: Callable[[], None] | None = None,
-) -> Generator[torch.Tensor, None, None]:
+) -> Generator[B, None, None]:
     """``prepare(batch)`` for each batch, computed by a background thread up to ``depth`` batches ahead
     (the thread runs ``start()`` first).
 
@@ -57,17 +65,31 @@ def ahead(
                 raise RuntimeError("the batch prefetch thread failed (its traceback is printed above)")
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, torch.Tensor)
-            yield item
+            yield item  # type: ignore[misc]  # the queue holds what prepare returned
     finally:
         stop.set()
         _drain(channel)  # a producer blocked on a full queue sees the stop at once
         worker.join()
 
 
+def _each_tensor(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[B], B]:
+    """``fn`` applied to a batch tensor, or to each tensor of a Batch."""
+
+    def apply(batch: B) -> B:
+        if isinstance(batch, Batch):
+            labels, inputs = batch.labels, batch.inputs
+            moved = Batch(
+                fn(batch.images), None if labels is None else fn(labels), None if inputs is None else fn(inputs)
+            )
+            return cast(B, moved)
+        return cast(B, fn(batch))
+
+    return apply
+
+
 def _produce(
-    batches: Iterator[torch.Tensor],
-    prepare: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterator[B],
+    prepare: Callable[[B], B],
     start: Callable[[], None] | None,
     channel: queue.Queue[object],
     stop: threading.Event,

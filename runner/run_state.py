@@ -14,6 +14,7 @@ import torch
 
 from runner import checkpoint as ckpt
 from runner import distributed
+from runner.conditions import class_names
 from runner.config import Resolved, load_spec, resolve, resume_base, train_dict
 from runner.data import ImageSet
 from runner.device import World
@@ -87,6 +88,8 @@ def checkpoint_state(
         "rng": rngs[0],
         "data_order": {"seed": cfg.seed, "epoch": pos.epoch, "shuffle": cfg.shuffle},
         "data": {"source": data.info.source, "count": len(data)},
+        # What `archspec sample --class NAME` looks names up in (None for an unconditional run).
+        "class_names": class_names(step.feeds, data),
         "limit": limit,
         "world_size": world.world_size,
     }

@@ -20,7 +20,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,9 +34,9 @@ from archspec.modules import GAN
 from archspec.trace import totals
 from archspec.words import plural
 from runner import checkpoint as ckpt
-from runner import distributed, outputs
+from runner import conditions, distributed, grids, outputs
 from runner.config import Resolved, resolve, train_changes
-from runner.data import ImageSet, epoch_generator, epoch_permutation, open_images
+from runner.data import Batch, ImageSet, epoch_generator, epoch_permutation, open_images
 from runner.device import World, fits_on_device, peak_memory, prepare_device, resolve_device, synchronize
 from runner.errors import RunError
 from runner.finite import NonFiniteLoss, check_losses, check_weights
@@ -46,7 +46,7 @@ from runner.run_folder import LOCK_NAME, RunLock, check_layout, sweep_temporarie
 from runner.run_state import Position, checkpoint_state, load_resume, restore
 from runner.schedule import images_per_step, plan_steps
 from runner.seeds import GLOBAL_STREAM, LATENT_STREAM, SAMPLE_STREAM, derived_seed, seed_everything
-from runner.step import STATS, GanStep, build_gan
+from runner.step import GanStep, build_gan
 from runner.stopping import StopNow, StopRequest, stop_on_signals
 
 __all__ = ["NonFiniteLoss", "TrainOptions", "TrainReport", "Trainer", "train"]
@@ -104,9 +104,21 @@ class Trainer:
         self.latent_rng = torch.Generator(device=device).manual_seed(
             derived_seed(self.cfg.seed, LATENT_STREAM, self.world.rank)
         )
-        self.step = GanStep(gan, self.cfg, device, resolved.value_range, self.latent_rng, self.world)
+        self.feeds = resolved.feeds
+        self.step = GanStep(
+            gan,
+            self.cfg,
+            device,
+            resolved.value_range,
+            self.latent_rng,
+            self.world,
+            self.feeds,
+            conditions.label_counts(self.feeds, data),
+        )
         sample_rng = torch.Generator().manual_seed(derived_seed(self.cfg.seed, SAMPLE_STREAM))
-        self.fixed_z = gan.latent(self.cfg.samples, generator=sample_rng).to(device)
+        pairs = conditions.first_pairs(data, grids.MAX_PAIR_ROWS)
+        grid = grids.sample_grid(self.feeds, gan, self.cfg.samples, sample_rng, pairs, data.labels)
+        self.grid = grids.to_device(grid, device)
         self.pos = Position()
         # Each rank trains an equal share of every epoch (the tail that does not divide evenly is dropped).
         self.plan = plan_steps(self.cfg, len(data) // self.world.world_size)
@@ -316,7 +328,7 @@ class Trainer:
                         break
         return "finished"
 
-    def _epoch_batches(self) -> Generator[torch.Tensor, None, None]:
+    def _epoch_batches(self) -> Generator[torch.Tensor | Batch, None, None]:
         # One batch of the data is one step's d_steps critic batches, stacked: GanStep splits it.
         shuffle, size, n = self.cfg.shuffle, images_per_step(self.cfg), len(self.data)
         # The order of epoch e depends on (seed, e) alone, so a resumed run skips exactly the batches it did.
@@ -324,12 +336,21 @@ class Trainer:
             # Every rank draws the same permutation and trains its own share of it, as DistributedSampler.
             order = epoch_permutation(n, self.pos.epoch, self.cfg.seed) if shuffle else torch.arange(n)
             share = distributed.shard(order, self.world)
-            batches = self.data.batches(
-                size, shuffle=False, generator=None, start=self.pos.batch, indices=share
-            )
+            generator, indices = None, share
+            shuffle = False
         else:
             generator = epoch_generator(self.pos.epoch, self.cfg.seed) if shuffle else None
-            batches = self.data.batches(size, shuffle=shuffle, generator=generator, start=self.pos.batch)
+            indices = None
+        # A conditional run's batches bring their labels and paired inputs (the same rows of each).
+        batches: Iterator[torch.Tensor | Batch]
+        if self.feeds.kind == "unconditional":
+            batches = self.data.batches(
+                size, shuffle=shuffle, generator=generator, start=self.pos.batch, indices=indices
+            )
+        else:
+            batches = self.data.conditioned_batches(
+                size, shuffle=shuffle, generator=generator, start=self.pos.batch, indices=indices
+            )
         if self.data.images.device != self.device:
             yield from prefetched(batches, self.device)
         else:
@@ -348,8 +369,10 @@ class Trainer:
         if step % self.cfg.checkpoint_every == 0:
             self._save(self.run_dir / "checkpoints" / ckpt.step_name(step))
 
-    def _train_step(self, real_uint8: torch.Tensor) -> torch.Tensor:
-        return self.step(real_uint8)
+    def _train_step(self, real: torch.Tensor | Batch) -> torch.Tensor:
+        if isinstance(real, Batch):
+            return self.step(real.images, real.labels, real.inputs)
+        return self.step(real)
 
     # --- logging, samples, checkpoints ---------------------------------------------------------------------------
 
@@ -359,11 +382,11 @@ class Trainer:
             return
         values = self._pending_values(everywhere=True)
         steps = [step for step, _ in self.pending]
-        check_losses(values, steps, self.last_checkpoint)
+        check_losses(values, steps, self.last_checkpoint, self.step.stats)
         now, (since, since_step) = time.perf_counter(), self._log_start
         means = values.mean(dim=0).tolist()
         row: dict[str, Any] = {"step": self.pos.step, "epoch": self.pos.epoch + 1}
-        row.update({name: float(v) for name, v in zip(STATS, means, strict=True)})
+        row.update({name: float(v) for name, v in zip(self.step.stats, means, strict=True)})
         images = (self.pos.step - since_step) * images_per_step(self.cfg) * self.world.world_size
         row["images_per_s"] = images / max(now - since, 1e-9)
         row["time"] = round(self.pos.elapsed + now - self._session_start, 3)
@@ -393,7 +416,8 @@ class Trainer:
         step failed checks alone, since the others are not there to answer.
         """
         if self.pending:
-            check_losses(self._pending_values(everywhere), [s for s, _ in self.pending], self.last_checkpoint)
+            steps = [s for s, _ in self.pending]
+            check_losses(self._pending_values(everywhere), steps, self.last_checkpoint, self.step.stats)
         check_weights(self._networks(), step, self.last_checkpoint)
 
     def _networks(self) -> list[nn.Module]:
@@ -408,12 +432,11 @@ class Trainer:
         was_training = net.training
         net.eval()  # eval: batch norm uses its running statistics and leaves them unchanged
         try:
-            with torch.no_grad():
-                images = net(self.fixed_z)
+            images = self.grid.render(net)
         finally:
             net.train(was_training)
         path.parent.mkdir(exist_ok=True)
-        outputs.save_grid(images, path, self.resolved.value_range)
+        outputs.save_grid(images, path, self.resolved.value_range, self.grid.columns)
         self.record.written.append(path)
 
     def _save(self, path: Path) -> None:
@@ -507,7 +530,17 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
         )
     per_step = images_per_step(cfg)
     limit = options.limit if not options.dry_run else per_step * ranks
-    data = open_images(source, spec.image, resolved.value_range, seed=cfg.seed, limit=limit)
+    feeds = resolved.feeds
+    data = open_images(
+        source,
+        spec.image,
+        resolved.value_range,
+        seed=cfg.seed,
+        limit=limit,
+        labels=feeds.classes,
+        input_shape=None if feeds.condition is None else _chw(feeds.condition),
+    )
+    conditions.check_data(feeds, data)
     if len(data) // ranks < per_step:
         each = f" ({len(data) // ranks} for each of {ranks} processes)" if ranks > 1 else ""
         need = f"one batch of {cfg.batch_size} (partial batches are skipped)"
@@ -523,6 +556,11 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
         # uint8 on the device: a quarter of the float size, converted per batch where it is used.
         data = data.to(device)
     return data
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    channels, height, width = shape  # a conditioning image is (C, H, W): the spec's validation says so
+    return channels, height, width
 
 
 def _run_dir(

@@ -11,6 +11,7 @@ from torch import nn
 import archspec
 import archspec.cli
 from archspec.check import CheckResult, check_file, check_text
+from archspec.conditioning import Conditioning
 from archspec.errors import SpecError
 from archspec.layers import LAYER_TYPES, Layer
 from archspec.modules import GraphNetwork
@@ -148,9 +149,9 @@ train: {loss: hinge, batch_size: 2}
 
 def test_a_conditional_graph_checks_and_computes_what_the_spec_says() -> None:
     result = ok(CONDITIONAL)
-    assert (
-        result.training_blocker
-        == "the generator takes a class label: conditional training is not supported yet"
+    assert result.training_blocker is None
+    assert result.conditioning == Conditioning(
+        generator=("latent", "label"), discriminator=("image", "label"), classes=3, class_head=True
     )
     gan = archspec.build(result)
     g, d = gan.generator.eval(), gan.discriminator.eval()

@@ -15,7 +15,7 @@ from runner.config import resolve
 from runner.errors import RunError
 from runner.handwritten import BatchedLoop
 from runner.losses import GanLoss
-from runner.step import Ema, GanStep, build_gan
+from runner.step import Ema, GanStep, _Real, build_gan
 from tests.runner.conftest import TINY
 
 CPU = torch.device("cpu")
@@ -80,7 +80,7 @@ def test_the_generator_update_leaves_d_without_gradients_and_trainable() -> None
     step(_batches(1)[0])
     step.opt_d.zero_grad(set_to_none=True)
     d_before = _params(step.gan.discriminator)
-    step._generator_update(16)
+    step._generator_update(_Real(torch.zeros(16, 3, 16, 16)))
     assert all(p.grad is None for p in step.gan.discriminator.parameters())  # skipped, not computed
     assert all(p.requires_grad for p in step.gan.discriminator.parameters())
     assert all(torch.equal(a, b) for a, b in zip(d_before, step.gan.discriminator.parameters(), strict=True))
