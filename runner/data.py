@@ -75,7 +75,7 @@ class DataInfo:
     input_shape: tuple[int, int, int] | None = None  # C, H, W of ``inputs`` as trained, when loaded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no truth value: batches compare by identity
 class Batch:
     """One batch with its conditions: uint8 images (B, C, H, W), int64 labels (B,) and uint8 condition images
     (B, Ci, Hi, Wi), each None where the data set has none; all on the images' device."""

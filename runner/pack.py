@@ -377,12 +377,12 @@ def _match(src: Path, source: _Source, other_root: Path, other: _Source) -> dict
             )
         return dict(zip(source.names, other.names, strict=True))
     mine, theirs = set(source.names), set(other.names)
-    alone = sorted(mine - theirs, key=source.names.index)
+    alone = [name for name in source.names if name not in theirs]
     if alone:
         raise RunError(
             f"{other.where(alone[0])}: no such file to pair with {source.where(alone[0])} ({len(alone)} unpaired)"
         )
-    extra = sorted(theirs - mine)
+    extra = [name for name in other.names if name not in mine]
     if extra:
         raise RunError(
             f"{source.where(extra[0])}: no such file to pair with {other.where(extra[0])} ({len(extra)} unpaired)"
@@ -526,17 +526,17 @@ def _block_images(count: int, size: int) -> int:
 
 
 def _decode(where: str, data: Raw, fit: _Fit) -> npt.NDArray[np.uint8]:
-    return _fitted(where, _image(where, data).convert(fit.mode), fit)
+    return _fitted(where, _image(where, data, fit.mode), fit)
 
 
-def _image(where: str, data: Raw) -> Image.Image:
-    """A file's bytes, or an array's image, as a loaded PIL image in its own mode."""
+def _image(where: str, data: Raw, mode: str | None = None) -> Image.Image:
+    """A file's bytes, or an array's image, as a loaded PIL image in ``mode`` (None: its own)."""
     if isinstance(data, np.ndarray):
-        return Image.fromarray(data)
+        return Image.fromarray(data) if mode is None else Image.fromarray(data).convert(mode)
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.copy()  # closing the file frees the decoded pixels of ``img``
+            # convert() and copy() both load the pixels into an image that outlives the file.
+            return img.copy() if mode is None else img.convert(mode)
     except _DECODE_ERRORS as err:
         raise RunError(f"{where}: not a readable image (PIL: {_pil_reason(err)})") from err
 
