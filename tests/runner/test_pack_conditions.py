@@ -152,24 +152,44 @@ def test_attribute_classes_are_every_combination() -> None:
     assert names[0] == "not A,not B,not C" and names[5] == "A,not B,C" and names[7] == "A,B,C"
 
 
-def test_digits_with_their_labels_as_the_readme_shows(
-    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sklearn.datasets import load_digits
-
-    monkeypatch.chdir(tmp_path)
+def _readme_recipe(tmp_path: Path, source: str) -> tuple[str, list[str]]:
+    """Run the README's recipe that makes ``source`` (a ``$ python -c`` line) in ``tmp_path``; return the
+    ``$ archspec data pack SOURCE ...`` command after it and the lines the README shows it printing."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    make, command = re.findall(
-        r"^\$ (python -c .*load_digits.*|archspec data pack digits\.npy .*)$", readme, re.M
+    found = re.search(
+        rf"^\$ (python -c .*)\n\$ (archspec data pack {re.escape(source)} .*)\n((?:(?!\$ |```).*\n)*)",
+        readme,
+        re.M,
     )
-    shown = readme.split(command + "\n", 1)[1].split("```", 1)[0].splitlines()
-    # The README's own recipe writes digits.npy and digits_labels.npy.
+    assert found is not None, f"README shows no recipe for {source}"
+    make, command, shown = found.groups()
     subprocess.run([sys.executable, *shlex.split(make)[1:]], cwd=tmp_path, check=True, timeout=120)
-    digits = load_digits()
-    result = cli(*command.split()[1:])
+    return command, shown.splitlines()
+
+
+@pytest.mark.parametrize("source", ["digits.npy", "lfw.npy"])
+def test_readme_recipes_print_what_the_readme_shows(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    command, shown = _readme_recipe(tmp_path, source)
+    result = cli(*shlex.split(command)[1:])
     assert result.code == 0, result.err
     assert result.out.splitlines() == shown
+
+
+def test_digits_with_their_labels(tmp_path: Path, cli: Cli) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.save(tmp_path / "digits.npy", digits.images)  # (1797, 8, 8) floats 0..16
+    np.save(tmp_path / "labels.npy", digits.target)
     out = tmp_path / "digits32.h5"
+    result = cli(
+        "data", "pack", tmp_path / "digits.npy", out, "--size", 32, "--resize", "--channels", 1,
+        "--labels", tmp_path / "labels.npy",
+    )  # fmt: skip
+    assert result.code == 0, result.err
     packed = _packed(out)
     assert packed["class_names"] == [str(k) for k in range(10)]
     np.testing.assert_array_equal(packed["labels"], digits.target)
