@@ -489,10 +489,8 @@ def _read_labels(
     if low < 0 or high >= len(names):
         bad = low if low < 0 else high
         at = int(np.flatnonzero(values == bad)[0])
-        raise RunError(
-            f"{where}: label {bad} at image {at} is outside the {plural(len(names), 'class', 'classes')} 0..{len(names) - 1} "
-            f"of its '{CLASS_NAMES}'"
-        )
+        classes = plural(len(names), "class", "classes")
+        raise RunError(f"{where}: label {bad} at image {at} is outside the {classes} 0..{len(names) - 1}")
     kept = values if limit is None else values[:limit]
     return torch.from_numpy(np.ascontiguousarray(kept)), names
 
