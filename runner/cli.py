@@ -311,7 +311,7 @@ def _add_data(subparsers: SubParsers) -> None:
         "src",
         metavar="SRC",
         help="a folder (searched recursively) or a .zip of images, or a .npy array (N, H, W[, C]) of "
-        "uint8 or [0, 1] floats",
+        "uint8 or floats >= 0 (in [0, 1], else divided by their maximum)",
     )
     pack.add_argument("out", metavar="OUT.h5", help="the HDF5 file to write")
     pack.add_argument(

@@ -131,7 +131,7 @@ def pack_images(
             )
         classes = None
         if labels is not None:
-            classes = read_labels(labels, src, source.names, source.is_array).first(len(names))
+            classes = read_labels(labels, src, source.names, len(names), source.is_array)
         shape = (len(names), size, size, channels)
         tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
         try:

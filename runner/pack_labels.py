@@ -59,15 +59,16 @@ class Labels:
         return Labels(self.values[:count], self.class_names, self.source)
 
 
-def read_labels(how: LabelSource, src: Path, names: Sequence[str], is_array: bool) -> Labels:
-    """The labels of the images ``names`` of ``src`` (a folder or zip of files, or an array when
-    ``is_array``: then the names are the indices)."""
+def read_labels(how: LabelSource, src: Path, names: Sequence[str], count: int, is_array: bool) -> Labels:
+    """The labels of the first ``count`` of the images ``names`` of ``src`` (a folder or zip of files, or an
+    array when ``is_array``: then the names are the indices). A label file must cover all ``names``; the
+    classes are those of all ``names``, so that ``--limit`` keeps K."""
     if how.labels == FOLDERS:
         if how.attributes or how.class_names is not None:
             raise RunError(
                 "--labels folders: the class names are the sub-folders' names; drop --attributes and --class-names"
             )
-        return _folder_labels(src, names, is_array, how.describe())
+        return _folder_labels(src, names, is_array, how.describe()).first(count)
     path = Path(how.labels)
     if not path.is_file():
         raise RunError(
@@ -80,11 +81,11 @@ def read_labels(how: LabelSource, src: Path, names: Sequence[str], is_array: boo
             )
         if is_array:
             raise RunError(f"--attributes: {src} is an array; an attribute table names image files")
-        return _attribute_labels(path, how.attributes, names, how.describe())
+        return _attribute_labels(path, how.attributes, names[:count], how.describe())
     values = _read_integers(path)
     if len(values) != len(names):
         raise RunError(f"{path}: {plural(len(values), 'label')} for {plural(len(names), 'image')} in {src}")
-    return Labels(values, _named_classes(path, values, how.class_names), how.describe())
+    return Labels(values, _named_classes(path, values, how.class_names), how.describe()).first(count)
 
 
 def attribute_classes(attributes: Sequence[str]) -> tuple[str, ...]:

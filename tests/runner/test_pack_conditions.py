@@ -144,6 +144,14 @@ def test_attribute_table_labels(tmp_path: Path, cli: Cli) -> None:
         "Male,Smiling",
     ]
     assert packed["labels"].tolist() == [2, 0, 3, 1]
+    # Only the images packed need a row: --limit leaves out one that has none.
+    _save(src / "img_align_celeba" / "000009.jpg", _images(rng, 1)[0])
+    args = ("--size", 8, "--labels", table, "--attributes", "Smiling")
+    assert "no row for img_align_celeba/000009.jpg" in one_error_line(
+        cli("data", "pack", src, tmp_path / "x.h5", *args)
+    )
+    assert cli("data", "pack", src, tmp_path / "four.h5", *args, "--limit", 4).code == 0
+    assert _packed(tmp_path / "four.h5")["labels"].tolist() == [0, 0, 1, 1]
 
 
 def test_attribute_classes_are_every_combination() -> None:
