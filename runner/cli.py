@@ -25,6 +25,9 @@ from runner.config import Flag, train_flags
 from runner.errors import RunError
 
 if TYPE_CHECKING:
+    from runner.pack import Pairs
+    from runner.pack_labels import LabelSource
+
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 Command = Callable[[argparse.Namespace], int]
@@ -62,6 +65,29 @@ _PACK_EXAMPLE = """examples:
   archspec data pack img_align_celeba.zip celeba128.h5 --size 128 --limit 20000
   archspec train specs/conv_gan.yaml --data celeba128.h5
   archspec data pack lfw_subset.npy lfw32.h5 --size 32 --resize --channels 1    grey faces, one channel
+"""
+_PACK_CONDITIONS = """
+labels (a dataset 'labels' with the class names beside 'images'):
+  archspec data pack pets/ pets64.h5 --size 64 --resize --labels folders
+      one sub-folder per class (torchvision's ImageFolder): pets/cat/1.jpg, pets/dog/7.jpg; classes in
+      sorted folder order, every sub-folder a class
+  archspec data pack img_align_celeba.zip celeba64.h5 --size 64 --resize \\
+      --labels list_attr_celeba.txt --attributes Male,Smiling
+      an attribute table (line 1: count; line 2: names; then `000001.jpg -1 1 ...`), rows matched by file
+      name; one attribute makes 2 classes (0 'not Male', 1 'Male'), k make their 2^k combinations, the
+      first attribute the highest bit: 0 'not Male,not Smiling', 1 'not Male,Smiling', 2 'Male,not Smiling',
+      3 'Male,Smiling'
+  archspec data pack digits.npy digits32.h5 --size 32 --resize --channels 1 --labels digits_labels.npy
+      a .npy (or text file, one integer per line) of class indices aligned with the images (a .npy's in
+      its order, a folder's in sorted path order); classes '0'..'K-1' unless --class-names zero,one,...
+      (floats past 1, like the digits' 0..16, are divided by the array's maximum)
+
+paired images (a dataset 'inputs' of condition images, pix2pix's A, beside 'images', its B):
+  archspec data pack facades/train facades256.h5 --size 256 --side-by-side
+      each file holds A (left half, the input) and B (right half, the target); --direction BtoA swaps them
+  archspec data pack photos/ pairs64.h5 --size 64 --resize --inputs edges/ --input-channels 1
+      SRC holds the targets, --inputs the condition images, matched by relative file name (by order when
+      either is a .npy); each pair must have one size
 """
 
 
@@ -165,13 +191,61 @@ def pack_command(args: argparse.Namespace) -> int:
             advance,
             overwrite=args.force,
             channels=args.channels,
+            labels=_label_source(args),
+            pairs=_pairs(args),
         )
     n, height, width, channels = report.shape
     print(
         f"packed {plural(report.count, 'image')} into {report.path}, each {report.fitted}: dataset 'images' "
         f"{n}x{height}x{width}x{channels} uint8"
     )
+    if report.input_shape is not None:
+        print(
+            f"dataset 'inputs' {'x'.join(map(str, report.input_shape))} uint8: the condition image of each pair"
+        )
+    if report.class_names is not None and report.class_counts is not None:
+        print(f"dataset 'labels' {n} int64, {_classes(report.class_names, report.class_counts)}")
+    for note in report.notes:
+        print(note)
     return 0
+
+
+def _label_source(args: argparse.Namespace) -> LabelSource | None:
+    from runner.pack_labels import LabelSource
+
+    if args.labels is None:
+        if args.attributes or args.class_names:
+            option = "--attributes" if args.attributes else "--class-names"
+            raise RunError(f"{option}: give the labels too (--labels FILE)")
+        return None
+    return LabelSource(
+        args.labels,
+        tuple(_names(args.attributes)),
+        None if args.class_names is None else tuple(_names(args.class_names)),
+    )
+
+
+def _pairs(args: argparse.Namespace) -> Pairs | None:
+    from runner.pack import Pairs
+
+    if not args.side_by_side and args.inputs is None:
+        for option, value in (("--direction", args.direction), ("--input-channels", args.input_channels)):
+            if value is not None:
+                raise RunError(f"{option}: only for pairs (--side-by-side or --inputs A_SRC)")
+        return None
+    inputs = None if args.inputs is None else Path(args.inputs)
+    return Pairs(inputs, args.side_by_side, args.direction or "AtoB", args.input_channels)
+
+
+def _names(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _classes(names: tuple[str, ...], counts: tuple[int, ...]) -> str:
+    """ "3 classes: cat 40, dog 52, eel 0", the first few of many."""
+    shown = ", ".join(f"{name} {count:,}" for name, count in list(zip(names, counts, strict=True))[:12])
+    more = f", ... ({len(names) - 12} more)" if len(names) > 12 else ""
+    return f"{plural(len(names), 'class', 'classes')} (images each): {shown}{more}"
 
 
 # --- parsers ------------------------------------------------------------------------------------------------------
@@ -228,13 +302,16 @@ def _add_data(subparsers: SubParsers) -> None:
     parser = _parser(subparsers, "data", "prepare image data for training", _PACK_EXAMPLE)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     pack = _parser(
-        commands, "pack", "pack a folder, .zip or .npy of images into one HDF5 file", _PACK_EXAMPLE
+        commands,
+        "pack",
+        "pack a folder, .zip or .npy of images into one HDF5 file",
+        _PACK_EXAMPLE + _PACK_CONDITIONS,
     )
     pack.add_argument(
         "src",
         metavar="SRC",
         help="a folder (searched recursively) or a .zip of images, or a .npy array (N, H, W[, C]) of "
-        "uint8 or [0, 1] floats",
+        "uint8 or floats >= 0 (in [0, 1], else divided by their maximum)",
     )
     pack.add_argument("out", metavar="OUT.h5", help="the HDF5 file to write")
     pack.add_argument(
@@ -252,6 +329,43 @@ def _add_data(subparsers: SubParsers) -> None:
         help="3: RGB (default); 1: grey, for a spec whose image has one channel",
     )
     pack.add_argument("--force", action="store_true", help="replace OUT.h5 if it exists")
+    labels = pack.add_argument_group("labels (see the examples below)")
+    labels.add_argument(
+        "--labels",
+        metavar="folders|FILE",
+        help="'folders': one sub-folder per class; FILE: a .npy or text file of class indices aligned with the "
+        "images, or with --attributes an attribute table such as CelebA's list_attr_celeba.txt",
+    )
+    labels.add_argument(
+        "--attributes",
+        metavar="A,B,...",
+        help="the attributes of the table to use: 1 makes 2 classes, k make their 2^k combinations",
+    )
+    labels.add_argument(
+        "--class-names",
+        metavar="A,B,...",
+        help="names of classes 0, 1, ... of a label file (default '0'..'K-1')",
+    )
+    pairs = pack.add_argument_group("paired images (see the examples below)")
+    pairs.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="each file holds A (input) left and B (target) right, as pix2pix's",
+    )
+    pairs.add_argument(
+        "--direction", choices=("AtoB", "BtoA"), help="AtoB (default): A is the input; BtoA: B is the input"
+    )
+    pairs.add_argument(
+        "--inputs",
+        metavar="A_SRC",
+        help="a folder, .zip or .npy of condition images matched to SRC's by relative file name (by order for a .npy)",
+    )
+    pairs.add_argument(
+        "--input-channels",
+        type=int,
+        choices=(1, 3),
+        help="channels of the condition images (default: --channels)",
+    )
     pack.set_defaults(func=_guarded(pack_command))
     parser.set_defaults(func=functools.partial(_usage, parser))
 

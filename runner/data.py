@@ -39,6 +39,7 @@ from archspec.memory import device_memory
 from archspec.words import plural
 from runner.errors import RunError
 from runner.outputs import check_input
+from runner.packed import CLASS_NAMES, IMAGES, INPUTS, LABELS
 from runner.seeds import mixed_seed
 from runner.synthetic import synthetic_faces
 
@@ -56,8 +57,6 @@ _MAX_GROUPS = 10_000
 # A compressed dataset stores at least this fraction of what it declares (real pixels never compress 1000:1);
 # one that stores less has most of its images missing, and would be read as zeros.
 _MIN_COMPRESSED_FRACTION = 1 / 1000
-# The datasets a packed file keeps beside its images (runner.pack writes them).
-LABELS, INPUTS, CLASS_NAMES = "labels", "inputs", "class_names"
 # Generated labels and inputs draw from mixed_seed(seed, _GENERATED_STREAM, k): three keys, so they never meet
 # an epoch's shuffle, mixed_seed(seed, epoch).
 _GENERATED_STREAM = 0xDA7A
@@ -76,7 +75,7 @@ class DataInfo:
     input_shape: tuple[int, int, int] | None = None  # C, H, W of ``inputs`` as trained, when loaded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no truth value: batches compare by identity
 class Batch:
     """One batch with its conditions: uint8 images (B, C, H, W), int64 labels (B,) and uint8 condition images
     (B, Ci, Hi, Wi), each None where the data set has none; all on the images' device."""
@@ -395,7 +394,7 @@ def _read_file(
                 return _read_group(path, candidate.name, f[candidate.name], want, limit, progress)
             ds = f[candidate.name]
             images, stored = _read_stacked(path, ds, want, limit, progress)
-            layout = "packed" if ds.name == "/images" else f"dataset '{ds.name.lstrip('/')}'"
+            layout = "packed" if ds.name == f"/{IMAGES}" else f"dataset '{ds.name.lstrip('/')}'"
             labels, names = _read_labels(path, ds, limit)
             inputs = None if input_shape is None else _read_inputs(path, ds, input_shape, limit)
             return _Read(images, layout, stored, labels, names, inputs)
@@ -430,7 +429,7 @@ def _choose(path: Path, f: h5py.File, name: str | None) -> _Candidate:
 def _without_paired_inputs(found: list[_Candidate]) -> list[_Candidate]:
     """The candidates less each ``inputs`` beside an ``images``: a pair's condition images are read with
     their images, never chosen instead of them."""
-    folders = {c.name.rpartition("/")[0] for c in found if c.name.rpartition("/")[2] == "images"}
+    folders = {c.name.rpartition("/")[0] for c in found if c.name.rpartition("/")[2] == IMAGES}
     return [
         c for c in found if not (c.name.rpartition("/")[2] == INPUTS and c.name.rpartition("/")[0] in folders)
     ]
@@ -490,10 +489,8 @@ def _read_labels(
     if low < 0 or high >= len(names):
         bad = low if low < 0 else high
         at = int(np.flatnonzero(values == bad)[0])
-        raise RunError(
-            f"{where}: label {bad} at image {at} is outside the {plural(len(names), 'class', 'classes')} 0..{len(names) - 1} "
-            f"of its '{CLASS_NAMES}'"
-        )
+        classes = plural(len(names), "class", "classes")
+        raise RunError(f"{where}: label {bad} at image {at} is outside the {classes} 0..{len(names) - 1}")
     kept = values if limit is None else values[:limit]
     return torch.from_numpy(np.ascontiguousarray(kept)), names
 

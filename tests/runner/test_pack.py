@@ -293,7 +293,8 @@ def test_npy_of_rgb_uint8_and_grey_to_rgb(tmp_path: Path) -> None:
     [
         (np.zeros((4, 8, 8, 2), np.uint8), "expected images"),
         (np.zeros((4, 8), np.uint8), "expected images"),
-        (np.full((4, 8, 8), 3.0), "float pixels from 3 to 3; expected [0, 1]"),
+        (np.full((4, 8, 8), -0.5), "float pixels from -0.5 to -0.5; expected floats >= 0"),
+        (np.full((4, 8, 8), np.nan), "float pixels from nan to nan; expected floats >= 0"),
         (np.zeros((4, 8, 8), np.int64), "holds int64"),
     ],
 )
