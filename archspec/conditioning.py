@@ -82,7 +82,9 @@ def conditioning(generator: NetworkTrace, discriminator: NetworkTrace) -> Condit
     if isinstance(d_feeds, str):
         return d_feeds
     if "latent" not in g_feeds and "condition" not in g_feeds:
-        return "the generator takes neither a latent vector nor a conditioning image: nothing to generate from"
+        return (
+            "the generator takes neither a latent vector nor a conditioning image: nothing to generate from"
+        )
     if d_feeds.count("image") != 1:
         return "the discriminator must take the image (an input `image`) that it judges"
     if g_graph is not None and len(g_graph.outputs) > 1:

@@ -51,6 +51,9 @@ a second signal stops at once.
 _SAMPLE_EXAMPLE = """example:
   archspec sample runs/conv_gan/20261128-021500/checkpoints/last.pt --n 16 --out grid.png
   archspec sample runs/conv_gan/20261128-021500      the newest checkpoint, into the run's samples/
+  archspec sample runs/pg_cgan/RUN                    class-conditional: one row per class
+  archspec sample runs/pg_cgan/RUN --class 7 --n 16   16 images of class 7 (a class name or index)
+  archspec sample runs/pix2pix/RUN --input photos/    translate each image under photos/ (one PNG each)
 """
 _BENCH_EXAMPLE = """examples:
   archspec bench specs/tiny.yaml                               a few seconds on a CPU
@@ -129,7 +132,32 @@ def sample_command(args: argparse.Namespace) -> int:
     from runner.sample import sample
 
     out = Path(args.out) if args.out is not None else None
-    report = sample(Path(args.checkpoint), args.n, out, seed=args.seed, device=args.device, force=args.force)
+    if args.input is not None:
+        from runner.translate import translate
+
+        done = translate(
+            Path(args.checkpoint),
+            Path(args.input),
+            out,
+            seed=args.seed,
+            device=args.device,
+            force=args.force,
+            label=args.label,
+        )
+        print(
+            f"wrote {plural(len(done.written), 'translation')} to {done.out} from the {done.weights} weights at "
+            f"step {done.step}"
+        )
+        return 0
+    report = sample(
+        Path(args.checkpoint),
+        args.n,
+        out,
+        seed=args.seed,
+        device=args.device,
+        force=args.force,
+        label=args.label,
+    )
     print(
         f"wrote {report.path}: {plural(report.count, 'image')} from the {report.weights} weights at step {report.step}"
     )
@@ -290,7 +318,19 @@ def _add_sample(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--out",
         metavar="FILE.png",
-        help="where to write the grid (default: RUN/samples/sample_stepSTEP_seedSEED_nN.png)",
+        help="where to write the grid (default: RUN/samples/sample_stepSTEP_seedSEED_nN.png); with --input "
+        "a folder: the PNG (one input) or the folder of PNGs (a folder of inputs)",
+    )
+    parser.add_argument(
+        "--class",
+        dest="label",
+        metavar="NAME_OR_INDEX",
+        help="a class-conditional run: draw this class only (default: one row per class)",
+    )
+    parser.add_argument(
+        "--input",
+        metavar="FILE_OR_FOLDER",
+        help="a paired (image-to-image) run: translate this image, or every image under this folder",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

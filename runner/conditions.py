@@ -12,8 +12,12 @@ from archspec.words import plural
 from runner.data import ImageSet
 from runner.errors import RunError
 
-_PACK_LABELS = "pack labelled data with `archspec data pack SRC OUT.h5 --labels ...` (see `archspec data pack --help`)"
-_PACK_PAIRS = "pack pairs with `archspec data pack` (see `archspec data pack --help`: side-by-side or two folders)"
+_PACK_LABELS = (
+    "pack labelled data with `archspec data pack SRC OUT.h5 --labels ...` (see `archspec data pack --help`)"
+)
+_PACK_PAIRS = (
+    "pack pairs with `archspec data pack` (see `archspec data pack --help`: side-by-side or two folders)"
+)
 
 
 def check_data(feeds: Conditioning, data: ImageSet) -> None:
@@ -58,20 +62,22 @@ def class_names(feeds: Conditioning, data: ImageSet) -> list[str] | None:
 
 def _check_labels(classes: int, data: ImageSet, source: str) -> None:
     if data.labels is None:
-        raise RunError(f"{source}: images without labels, but the spec takes a class label ({classes} classes); {_PACK_LABELS}")
+        raise RunError(
+            f"{source}: images without labels, but the spec takes a class label ({classes} classes); {_PACK_LABELS}"
+        )
+    if len(data.labels) > 0:
+        low, high = int(data.labels.min()), int(data.labels.max())
+        if low < 0 or high >= classes:
+            bad = high if high >= classes else low
+            index = int((data.labels == bad).nonzero()[0])
+            raise RunError(
+                f"{source}: image {index} has label {bad}, outside the spec's {classes} classes "
+                f"(0 to {classes - 1})"
+            )
     names = data.info.class_names
     if names is not None and len(names) != classes:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise RunError(
             f"{source}: {plural(len(names), 'class', 'classes')} ({shown}), but the spec's label input has "
             f"{classes}; set `label: {len(names)}` in the spec or pack the data with {classes} classes"
-        )
-    if len(data.labels) == 0:
-        return
-    low, high = int(data.labels.min()), int(data.labels.max())
-    if low < 0 or high >= classes:
-        bad = high if high >= classes else low
-        index = int((data.labels == bad).nonzero()[0])
-        raise RunError(
-            f"{source}: image {index} has label {bad}, outside the spec's {classes} classes (0 to {classes - 1})"
         )

@@ -54,7 +54,9 @@ class SampleGrid:
         return torch.stack([shown, made, self.targets.float().cpu()], dim=1).flatten(0, 1)
 
 
-def class_grid(feeds: Conditioning, gan: GAN, samples: int, rng: torch.Generator, classes: list[int] | None = None) -> SampleGrid:
+def class_grid(
+    feeds: Conditioning, gan: GAN, samples: int, rng: torch.Generator, classes: list[int] | None = None
+) -> SampleGrid:
     """One row per class of ``classes`` (default: the first ``MAX_CLASS_ROWS``), ``samples ÷ rows`` columns (at
     least ``MIN_CLASS_COLUMNS``), the same latent down each column."""
     assert feeds.classes is not None

@@ -93,7 +93,10 @@ def _bce(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """WGAN-GP's penalty: mean over the batch of (‖∇ critic(x̂)‖₂ − 1)², x̂ a random mix of real and fake.
 

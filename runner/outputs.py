@@ -236,6 +236,14 @@ def save_grid(
     _write_png(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
+def save_image(image: torch.Tensor, path: Path, value_range: tuple[float, float]) -> None:
+    """One float image (C, H, W) in ``value_range`` as a PNG of its own size: grey for 1 channel, else RGB."""
+    pixels = _to_uint8(image.detach().float().cpu()[None], value_range)[0]
+    array = pixels[0].numpy() if pixels.shape[0] != 3 else pixels.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array, mode="L" if pixels.shape[0] != 3 else "RGB")
+    _write_png(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
 def _to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     low, high = value_range
     scaled = (images - low) / (high - low) * 255.0
@@ -309,12 +317,18 @@ class ProgressDisplay:
         if self._progress is not None:
             self._progress.update(self._task, completed=row["step"], epoch=epoch, speed=speed, losses=losses)
             return
+        extra = "".join(f"  {name} {row[name]:.4f}" for name in AUXILIARY_COLUMNS if name in row)
         print(
             f"step {row['step']}/{self.total}  epoch {epoch}  loss_d {row['loss_d']:.4f}  loss_g "
-            f"{row['loss_g']:.4f}  D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  {speed}",
+            f"{row['loss_g']:.4f}  D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}{extra}  {speed}",
             file=self.stream,
             flush=True,
         )
+
+
+# Columns of a conditional run's metrics rows that the plain log line shows after the scores: a class head's
+# losses and its accuracy on real images, a paired run's L1 of G(a) to b.
+AUXILIARY_COLUMNS = ("aux_d", "aux_g", "acc_real", "l1")
 
 
 def human_bytes(n: float) -> str:

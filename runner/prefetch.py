@@ -79,7 +79,9 @@ def _each_tensor(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[B], B]
         if isinstance(batch, Batch):
             labels, inputs = batch.labels, batch.inputs
             moved = Batch(
-                fn(batch.images), None if labels is None else fn(labels), None if inputs is None else fn(inputs)
+                fn(batch.images),
+                None if labels is None else fn(labels),
+                None if inputs is None else fn(inputs),
             )
             return cast(B, moved)
         return cast(B, fn(batch))

@@ -110,15 +110,18 @@ class RunRecord:
             f"archspec train {spec.name} ({self.resolved.path}) → {self.run_dir}",
             f"  data     {info.source} ({info.layout}): {plural(info.count, 'image')}, stored "
             f"{_hwc(info.stored_shape)}{_fitted(info.stored_shape, spec.image)}, trained as {_chw(spec.image)} in "
-            f"[{low:g}, {high:g}], {where}",
+            f"[{low:g}, {high:g}], {where}{_conditions(self.data)}",
             f"  device   {describe_device(self.device)}"
             + (", cudnn.benchmark on" if self.device.type == "cuda" else ""),
-            f"  model    generator {g_params:,} parameters, discriminator {d_params:,}",
+            f"  model    generator {g_params:,} parameters, discriminator {d_params:,}"
+            + ("" if self.resolved.feeds.kind == "unconditional" else f"; {self.resolved.feeds.describe()}"),
             f"  train    {cfg.loss}, Adam lr {cfg.lr_g or cfg.lr:g}/{cfg.lr_d or cfg.lr:g} (G/D) betas "
             f"{tuple(cfg.betas)}, batch {cfg.batch_size}, {plural(plan.total, 'step')} "
             f"({plan.per_epoch} per epoch{_stop_note(plan)})"
             + (f", {cfg.d_steps} critic updates per step, each on its own batch" if cfg.d_steps > 1 else "")
             + (f", EMA {cfg.ema:g}" if cfg.ema else "")
+            + (f", aux_weight {cfg.aux_weight:g}" if self.resolved.feeds.class_head else "")
+            + (f", l1_weight {cfg.l1_weight:g}" if self.resolved.feeds.condition is not None else "")
             + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
         ]
         if self.world.distributed:
@@ -277,6 +280,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _conditions(data: ImageSet) -> str:
+    """What the data brings besides images: ``, 10 classes, paired inputs 1x32x32``."""
+    parts = []
+    if data.labels is not None:
+        names = data.info.class_names
+        parts.append(plural(len(names), "class", "classes") if names is not None else "labelled")
+    if data.inputs is not None:
+        parts.append(f"paired inputs {_chw(tuple(data.inputs.shape[1:]))}")
+    return "".join(f", {p}" for p in parts)
 
 
 def _hwc(shape: tuple[int, int, int]) -> str:

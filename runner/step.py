@@ -87,8 +87,10 @@ class GanStep:
         self.feeds = conditioning
         # Fake images get labels drawn from the data's label distribution (class counts; uniform without data).
         self.label_weights = _label_weights(conditioning, label_weights, device)
-        self.stats = STATS + (CLASS_HEAD_STATS if conditioning.class_head else ()) + (
-            PAIRED_STATS if conditioning.condition is not None else ()
+        self.stats = (
+            STATS
+            + (CLASS_HEAD_STATS if conditioning.class_head else ())
+            + (PAIRED_STATS if conditioning.condition is not None else ())
         )
         self.cfg = train
         self.device = device
@@ -127,8 +129,16 @@ class GanStep:
             )
         real = self._images(real_uint8)
         n = real.shape[0] // self.cfg.d_steps
-        y_all = labels.to(self.device, non_blocking=True) if self.feeds.needs_labels and labels is not None else None
-        a_all = self._images(inputs_uint8) if self.feeds.condition is not None and inputs_uint8 is not None else None
+        y_all = (
+            labels.to(self.device, non_blocking=True)
+            if self.feeds.needs_labels and labels is not None
+            else None
+        )
+        a_all = (
+            self._images(inputs_uint8)
+            if self.feeds.condition is not None and inputs_uint8 is not None
+            else None
+        )
         self._check_fed(y_all, a_all)
         for k in range(self.cfg.d_steps):
             part = slice(k * n, (k + 1) * n)
@@ -166,7 +176,9 @@ class GanStep:
         if self.loss.split_d:
             # The seed: one optimiser step on the real batch, then one on a generated batch. Each has its own
             # forward and backward pass, which is also what DDP's reducer expects.
-            loss_real, scores_real, aux_real, acc = self._d_optimiser_step(real, real.labels, self.loss.d_real)
+            loss_real, scores_real, aux_real, acc = self._d_optimiser_step(
+                real, real.labels, self.loss.d_real
+            )
             fake = self._fake(real)
             loss_fake, scores_fake, aux_fake, _ = self._d_optimiser_step(fake, fake.labels, self.loss.d_fake)
             stats = [loss_real + loss_fake, scores_real, scores_fake]

@@ -1,5 +1,5 @@
-"""Graph specs train as chains do: a residual GAN and the zoo's SNGAN-32 run, resume exactly; conditional specs are
-refused with one line until conditional training lands."""
+"""Graph specs train as chains do: a residual GAN and the zoo's SNGAN-32 run and resume exactly (conditional
+graphs: tests/runner/test_conditional_train.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.checkpoint import load_checkpoint
-from tests.runner.conftest import SPECS, Cli, one_error_line, only_run
+from tests.runner.conftest import SPECS, Cli, only_run
 from tests.runner.test_checkpoint import _assert_same
 
 SNGAN = SPECS / "zoo" / "mimicry_sngan32.yaml"
@@ -82,9 +82,3 @@ def test_sngan32_runs_a_dry_run_and_real_steps_and_resumes_exactly(cli: Cli, tmp
     b = load_checkpoint(split / "checkpoints" / "last.pt")
     for key in ("generator", "discriminator", "opt_g", "opt_d", "step"):
         _assert_same(a[key], b[key], key)
-
-
-@pytest.mark.parametrize("name", ["pg_cgan", "pg_pix2pix"])
-def test_a_conditional_spec_is_refused_with_one_line(cli: Cli, name: str) -> None:
-    line = one_error_line(cli("train", SPECS / "zoo" / f"{name}.yaml", "--dry-run"))
-    assert "archspec train cannot train this spec yet" in line
