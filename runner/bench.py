@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 
 from archspec.check import check_file
+from archspec.conditioning import Conditioning
 from archspec.contract import data_range
 from archspec.errors import SpecInvalid
 from archspec.words import plural
@@ -116,6 +117,14 @@ def _empty_result(options: BenchOptions, device: torch.device, batch: int) -> Be
     checked = check_file(options.spec, batch_size=batch)
     if checked.totals is None:
         raise RunError(f"{options.spec}: does not check; run `archspec check {options.spec}`")
+    feeds = checked.conditioning
+    if not isinstance(feeds, Conditioning) or feeds.kind != "unconditional":
+        # The hand-written loops (a), (d) are the seed's G(z), D(x): a conditional step has nothing to compare.
+        kind = feeds if isinstance(feeds, str) else f"this one is {feeds.describe()}" if feeds else "?"
+        raise RunError(
+            f"{options.spec}: archspec bench times unconditional specs against hand-written loops; {kind}: "
+            "time it with `archspec train` (its last line gives images/s)"
+        )
     peaks, source = peak_flops(device, options.peak_tflops)
     return BenchResult(
         spec=options.spec,

@@ -53,7 +53,7 @@ def train_classifier(
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     for _ in range(steps):  # full batch: a few thousand small images
         optimiser.zero_grad(set_to_none=True)
-        F.cross_entropy(model(train_x), train_y).backward()
+        torch.autograd.backward(F.cross_entropy(model(train_x), train_y))
         optimiser.step()
     model.eval()
     with torch.no_grad():

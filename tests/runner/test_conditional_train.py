@@ -93,7 +93,7 @@ def test_generated_digits_are_the_class_asked_for(cli: Cli, digits: Path, tmp_pa
 @pytest.mark.slow
 def test_a_paired_unet_beats_the_identity_on_real_faces(cli: Cli, lfw_pairs: Path, tmp_path: Path) -> None:
     spec = SPECS / "examples" / "unet.yaml"
-    args = ("--max-steps", 150, "--batch-size", 16, "--shuffle", "true", "--lr", "2e-4", "--log-every", 50)
+    args = ("--max-steps", 150, "--batch-size", 16, "--shuffle", "--lr", "2e-4", "--log-every", 50)
     run = _train(cli, spec, lfw_pairs, tmp_path, *args)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("l1" in row for row in rows)
@@ -259,6 +259,11 @@ def test_a_paired_spec_with_unpaired_data_is_one_line(cli: Cli, tmp_path: Path) 
     assert "images without paired inputs, but the generator translates a [3, 32, 32] image" in line
 
 
+def test_bench_refuses_a_conditional_spec_with_one_line(cli: Cli) -> None:
+    line = one_error_line(cli("bench", DIGITS / "acgan.yaml", "--steps", 1))
+    assert "archspec bench times unconditional specs" in line and "class head on D" in line
+
+
 # --- the zoo's conditional specs -------------------------------------------------------------------------------
 
 
@@ -267,6 +272,6 @@ def test_a_paired_spec_with_unpaired_data_is_one_line(cli: Cli, tmp_path: Path) 
     "name", ["pg_cgan", "pg_acgan", "mimicry_cgan_pd32", "studiogan_biggan32", "pg_pix2pix", "pg_srgan"]
 )
 def test_the_zoo_conditional_specs_run_a_dry_run(cli: Cli, name: str) -> None:
-    result = cli("train", SPECS / "zoo" / f"{name}.yaml", "--dry-run", "--batch-size", 1, "--d-steps", 1)
+    result = cli("train", SPECS / "zoo" / f"{name}.yaml", "--dry-run", "--batch-size", 2, "--d-steps", 1)
     assert result.code == 0, result.err
     assert "dry run: one step of everything" in result.out

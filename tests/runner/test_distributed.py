@@ -205,3 +205,20 @@ def test_a_graph_spec_trains_under_ddp(tmp_path: Path) -> None:
     doc = json.loads((run / "run.json").read_text())
     assert doc["ranks_identical"] is True and doc["world_size"] == 2
     assert "2.1.3.weight" in load_checkpoint(run / "checkpoints" / "last.pt")["generator"]
+
+
+@pytest.mark.slow
+@needs_gloo
+def test_a_class_conditional_spec_trains_under_ddp(tmp_path: Path) -> None:
+    # labels travel with their images into each rank's share; fake labels come from each rank's own stream
+    out = tmp_path / "runs"
+    spec = ROOT / "specs" / "digits" / "acgan.yaml"
+    result = _torchrun(
+        "train", spec, "--device", "cpu", "--data", "random", "--max-steps", 2, "--batch-size", 8,
+        "--log-every", 1, "--limit", 64, "--out", out, "--no-progress",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    run = only_run(out, "digits_acgan")
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["ranks_identical"] is True and doc["world_size"] == 2
+    assert {"aux_d", "aux_g", "acc_real"} <= _rows(run)[-1].keys()

@@ -146,3 +146,63 @@ def test_ema_moves_towards_the_weights() -> None:
     ema.update(net)
     assert torch.allclose(ema.module.weight, before + 0.25 * 4.0)
     assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_an_acgan_step_is_the_hand_written_update() -> None:
+    """One AC-GAN step (bce_logits, class head, labels drawn from the data's counts) equals the update written
+    out by hand: D on real (x, y), D on G(z', y'), G through D with fresh (z'', y''), each loss plus the head's
+    cross-entropy, with the latent stream drawing each fake batch's labels and then its latents."""
+    import torch.nn.functional as F
+
+    from archspec.conditioning import Conditioning
+    from runner.data import to_float
+    from tests.runner.conftest import SPECS
+
+    resolved = resolve(SPECS / "digits" / "acgan.yaml", {"aux_weight": 0.5})
+    feeds = resolved.result.conditioning
+    assert isinstance(feeds, Conditioning) and feeds.class_head
+    torch.manual_seed(0)
+    gan = build_gan(resolved.result, resolved.train, CPU)
+    g, d = copy.deepcopy(gan.generator), copy.deepcopy(gan.discriminator)
+    counts = torch.tensor([5, 1, 0, 2, 9, 3, 3, 1, 1, 7])
+    step = GanStep(
+        gan, resolved.train, CPU, (-1.0, 1.0), torch.Generator().manual_seed(9), None, feeds, counts
+    )
+    x = torch.randint(0, 256, (8, 1, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(2))
+    stats = step(x, y)
+
+    rng, w = torch.Generator().manual_seed(9), 0.5
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def d_loss(images: torch.Tensor, labels: torch.Tensor, target: float) -> torch.Tensor:
+        scores, head = d(images)
+        adversarial = F.binary_cross_entropy_with_logits(scores, torch.full_like(scores, target))
+        return adversarial + w * F.cross_entropy(head, labels)
+
+    def fake_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.multinomial(counts.float(), 8, replacement=True, generator=rng)
+        return torch.randn(8, 32, generator=rng), labels
+
+    opt_d.zero_grad()
+    d_loss(to_float(x, (-1.0, 1.0)), y, 1.0).backward()
+    opt_d.step()
+    z, labels = fake_batch()
+    with torch.no_grad():
+        fake = g(z, labels)
+    opt_d.zero_grad()
+    d_loss(fake, labels, 0.0).backward()
+    opt_d.step()
+    z, labels = fake_batch()
+    opt_g.zero_grad()
+    d.requires_grad_(False)
+    loss_g = d_loss(g(z, labels), labels, 1.0)
+    loss_g.backward()
+    opt_g.step()
+
+    assert step.stats == ("loss_d", "loss_g", "d_real", "d_fake", "aux_d", "aux_g", "acc_real")
+    assert torch.allclose(stats[1], loss_g.detach())
+    for mine, theirs in ((gan.generator, g), (gan.discriminator, d)):
+        for a, b in zip(mine.parameters(), theirs.parameters(), strict=True):
+            assert torch.equal(a, b)
