@@ -4,7 +4,10 @@ as many classes as the spec, no label outside them, and conditioning images of t
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+import torch.nn.functional as F
 
 from archspec.conditioning import Conditioning
 from archspec.rules import fmt
@@ -18,6 +21,31 @@ _PACK_LABELS = (
 _PACK_PAIRS = (
     "pack pairs with `archspec data pack` (see `archspec data pack --help`: side-by-side or two folders)"
 )
+
+
+def super_resolution(feeds: Conditioning, image: tuple[int, ...]) -> bool:
+    """Whether the conditioning image is the image made smaller by a whole factor (SRGAN's low-resolution
+    input): such a run makes its inputs from its images, since packed inputs have the images' size."""
+    if feeds.condition is None:
+        return False
+    channels, height, width = feeds.condition
+    big_c, big_h, big_w = image
+    smaller = (height, width) != (big_h, big_w)
+    return channels == big_c and smaller and big_h % height == 0 and big_w % width == 0
+
+
+def with_downscaled_inputs(data: ImageSet, shape: tuple[int, ...], chunk: int = 256) -> ImageSet:
+    """``data`` whose inputs are its images downscaled to ``shape`` (C, H, W), bicubic with antialiasing (the
+    low-resolution half of a super-resolution pair, as SRGAN makes it), rounded back to uint8."""
+    _, height, width = shape
+    parts = []
+    for lo in range(0, len(data), chunk):
+        images = data.images[lo : lo + chunk].float()
+        small = F.interpolate(images, size=(height, width), mode="bicubic", antialias=True)
+        parts.append(small.round_().clamp_(0, 255).to(torch.uint8))
+    inputs = torch.cat(parts) if parts else data.images.new_zeros((0, *shape))
+    info = dataclasses.replace(data.info, input_shape=(shape[0], height, width))
+    return ImageSet(data.images, info, data.labels, inputs)
 
 
 def check_data(feeds: Conditioning, data: ImageSet) -> None:

@@ -531,6 +531,8 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
     per_step = images_per_step(cfg)
     limit = options.limit if not options.dry_run else per_step * ranks
     feeds = resolved.feeds
+    # A super-resolution run makes its low-resolution inputs from its images; other paired runs read theirs.
+    downscaled = conditions.super_resolution(feeds, spec.image)
     data = open_images(
         source,
         spec.image,
@@ -538,8 +540,10 @@ def _open_data(resolved: Resolved, options: TrainOptions, device: torch.device, 
         seed=cfg.seed,
         limit=limit,
         labels=feeds.classes,
-        input_shape=None if feeds.condition is None else _chw(feeds.condition),
+        input_shape=None if feeds.condition is None or downscaled else _chw(feeds.condition),
     )
+    if downscaled and feeds.condition is not None:
+        data = conditions.with_downscaled_inputs(data, feeds.condition)
     conditions.check_data(feeds, data)
     if len(data) // ranks < per_step:
         each = f" ({len(data) // ranks} for each of {ranks} processes)" if ranks > 1 else ""

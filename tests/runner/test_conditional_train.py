@@ -259,6 +259,29 @@ def test_a_paired_spec_with_unpaired_data_is_one_line(cli: Cli, tmp_path: Path) 
     assert "images without paired inputs, but the generator translates a [3, 32, 32] image" in line
 
 
+def test_a_super_resolution_run_makes_its_inputs_from_its_images() -> None:
+    from archspec.check import check_file
+    from archspec.conditioning import Conditioning
+    from runner.conditions import super_resolution, with_downscaled_inputs
+    from runner.data import DataInfo, ImageSet
+
+    srgan = check_file(SPECS / "zoo" / "pg_srgan.yaml").conditioning
+    pix2pix = check_file(SPECS / "zoo" / "pg_pix2pix.yaml").conditioning
+    assert isinstance(srgan, Conditioning) and isinstance(pix2pix, Conditioning)
+    assert super_resolution(srgan, (3, 256, 256)) and not super_resolution(pix2pix, (3, 256, 256))
+    # flat colours stay themselves; a left-dark, right-bright image stays so, smaller
+    colours = torch.randint(0, 256, (3, 3, 1, 1), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    images = colours.expand(3, 3, 32, 32).clone()
+    images[2, :, :, 16:] = 255
+    images[2, :, :, :16] = 0
+    data = ImageSet(images, DataInfo("x", "packed", 3, (32, 32, 3), (-1.0, 1.0)))
+    made = with_downscaled_inputs(data, (3, 8, 8))
+    assert made.inputs is not None and made.inputs.dtype == torch.uint8 and made.inputs.shape == (3, 3, 8, 8)
+    assert torch.equal(made.inputs[:2], colours[:2].expand(2, 3, 8, 8))
+    assert (made.inputs[2, :, :, :3] < 20).all() and (made.inputs[2, :, :, 5:] > 235).all()
+    assert made.info.input_shape == (3, 8, 8) and made.images is images
+
+
 def test_bench_refuses_a_conditional_spec_with_one_line(cli: Cli) -> None:
     line = one_error_line(cli("bench", DIGITS / "acgan.yaml", "--steps", 1))
     assert "archspec bench times unconditional specs" in line and "class head on D" in line
