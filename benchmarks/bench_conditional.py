@@ -1,6 +1,6 @@
 """Does conditioning work? Class fidelity of three class-conditional GANs on real handwritten digits.
 
-Run from the repository root: ``.venv/bin/python benchmarks/bench_conditional.py [--steps 400] [--seeds 0]``.
+Run from the repository root: ``.venv/bin/python benchmarks/bench_conditional.py [--steps 1500] [--seeds 0 1 2] [--seeds 0]``.
 scikit-learn's 1,797 labelled 8x8 digits (shipped with it, no download) are packed at 16x16 with
 ``archspec data pack``; specs/digits/{cgan,projection,acgan}.yaml each train for ``--steps`` steps of 64 on the
 CPU; then a classifier trained on 80% of the real digits (its held-out accuracy is printed: how far its verdicts
@@ -84,7 +84,7 @@ def main() -> int:
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--steps", type=int, default=400, help="training steps of 64 per spec (default 400)"
+        "--steps", type=int, default=1500, help="training steps of 64 per spec (default 1500)"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run seeds (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
