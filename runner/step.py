@@ -4,7 +4,10 @@ and the updates of one real batch.
 A step is ``d_steps`` discriminator updates (for the seed's BCE, one optimiser step on the real batch with target
 1 and one on G(z).detach() with target 0), each on its own real batch as the WGAN-GP reference code draws them,
 then one generator update through D, each with a fresh latent batch from the step's own generator. The caller
-hands a step ``d_steps`` real batches at once, as one tensor of ``d_steps × batch_size`` images. Nothing here reads a value back from the device: a step returns its losses as a
+hands a step ``d_steps`` real batches at once, as one tensor of ``d_steps × batch_size`` images. A conditional
+run (``archspec.conditioning``) feeds every network the inputs it declares, in their order: real batches bring
+their labels and paired inputs, fake batches get labels drawn from the data's class counts (then their latents,
+from the same stream); a class head adds ``aux_weight`` × its cross-entropy, a paired run ``l1_weight`` × L1. Nothing here reads a value back from the device: a step returns its losses as a
 device tensor, and the caller decides when to look.
 
 The fast path is switched by the train section: ``precision: bf16`` runs the forward passes under bf16 autocast
