@@ -17,7 +17,7 @@ from runner.metrics.ndb import NDB
 from runner.metrics.swd import SWD
 from runner.monitor import COLLAPSE_COVERAGE, Evaluation, Monitor
 from runner.outputs import is_quality_row
-from runner.train import TrainOptions, Trainer
+from runner.train import Trainer, TrainOptions
 from tests.runner.conftest import Cli, only_run, spec_variant
 
 EVAL = ("--eval-every", 4, "--eval-samples", 40)
