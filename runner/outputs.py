@@ -213,13 +213,14 @@ def loss_figure(rows: Sequence[Mapping[str, Any]], title: str, loss: str = "bce"
     bottom.set_ylabel(SCORE_AXES.get(loss, "mean D score"))
     if loss == "bce":
         bottom.set_ylim(-0.02, 1.02)
-    if quality:
-        _quality_panel(axes[2], quality)
     axes[-1].set_xlabel("step")
     for ax in axes:
         ax.grid(True, alpha=0.3)
+    for ax in (top, bottom):
         # Outside the axes, to the right: a legend inside covers the curves it names.
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    if quality:
+        _quality_panel(axes[2], quality)
     fig.tight_layout()
     return fig
 
@@ -243,7 +244,9 @@ def _quality_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     )
     right.set_ylim(-0.02, 1.02)
     right.set_ylabel("NDB/K, coverage")
-    right.legend(loc="lower left", bbox_to_anchor=(1.08, 0.0), borderaxespad=0.0, frameon=False)
+    # One legend for both axes, beyond the right axis's labels.
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.09, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def grid_shape(n: int) -> tuple[int, int]:

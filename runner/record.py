@@ -125,6 +125,11 @@ class RunRecord:
             + (f", EMA {cfg.ema:g}" if cfg.ema else "")
             + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
         ]
+        if cfg.eval_every is not None:
+            lines.append(
+                f"  eval     every {plural(cfg.eval_every, 'step')} and at the end: SWD, NDB/K and coverage of "
+                f"{min(cfg.eval_samples, info.count):,} samples; checkpoints/best.pt keeps the lowest SWD"
+            )
         if self.world.distributed:
             lines.append(
                 f"  world    {distributed.describe_world(self.world, self.device)}: batch {cfg.batch_size} per "

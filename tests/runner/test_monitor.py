@@ -18,7 +18,7 @@ from runner.metrics.swd import SWD
 from runner.monitor import COLLAPSE_COVERAGE, Evaluation, Monitor
 from runner.outputs import is_quality_row
 from runner.train import Trainer, TrainOptions
-from tests.runner.conftest import Cli, only_run, spec_variant
+from tests.runner.conftest import Cli, assert_same, only_run, spec_variant
 
 EVAL = ("--eval-every", 4, "--eval-samples", 40)
 
@@ -36,21 +36,6 @@ def _rows(run: Path) -> list[dict[str, Any]]:
 def _weights(path: Path) -> dict[str, Any]:
     state = load_checkpoint(path)
     return {key: state[key] for key in ("generator", "discriminator", "ema", "opt_g", "opt_d", "step")}
-
-
-def _assert_equal(a: Any, b: Any) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            _assert_equal(a[key], b[key])
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            _assert_equal(x, y)
-    else:
-        assert a == b
 
 
 def test_evaluations_land_in_the_rows_the_report_run_json_and_best_pt(cli: Cli, tmp_path: Path) -> None:
@@ -81,7 +66,7 @@ def test_evaluating_changes_nothing_the_training_does(cli: Cli, tmp_path: Path) 
     spec = spec_variant(tmp_path)
     plain = _train(cli, spec, tmp_path / "plain", "--max-steps", 8, "--ema", "0.9")
     measured = _train(cli, spec, tmp_path / "measured", "--max-steps", 8, "--ema", "0.9", *EVAL)
-    _assert_equal(_weights(plain / "checkpoints" / "last.pt"), _weights(measured / "checkpoints" / "last.pt"))
+    assert_same(_weights(plain / "checkpoints" / "last.pt"), _weights(measured / "checkpoints" / "last.pt"))
 
 
 def test_a_run_with_evaluations_resumes_bit_for_bit_and_keeps_its_best(cli: Cli, tmp_path: Path) -> None:
@@ -90,7 +75,7 @@ def test_a_run_with_evaluations_resumes_bit_for_bit_and_keeps_its_best(cli: Cli,
     split = _train(cli, spec, tmp_path / "split", "--max-steps", 6, *EVAL)
     resumed = cli("train", spec, "--out", tmp_path / "split", "--resume", split, "--max-steps", 12)
     assert resumed.code == 0, resumed.err
-    _assert_equal(_weights(whole / "checkpoints" / "last.pt"), _weights(split / "checkpoints" / "last.pt"))
+    assert_same(_weights(whole / "checkpoints" / "last.pt"), _weights(split / "checkpoints" / "last.pt"))
     # The split run also evaluated at its end, step 6; the evaluations both runs made agree exactly.
     by_step = {row["step"]: row for row in _rows(split) if is_quality_row(row)}
     for row in (r for r in _rows(whole) if is_quality_row(r)):
