@@ -11,7 +11,9 @@ RunError line saying where to put the file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import pickle
 import urllib.error
 import zipfile
@@ -78,14 +80,16 @@ def inception_weights(path: Path | None, download: bool = True) -> Path:
     if not download:
         raise RunError(f"no FID Inception weights: {missing_weights_hint()}")
     try:
-        torch.hub.load_state_dict_from_url(URL, map_location="cpu", progress=False, weights_only=True)
+        # torch.hub announces the download on stdout, where it would spoil `archspec eval --json`.
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.hub.load_state_dict_from_url(URL, map_location="cpu", progress=False, weights_only=True)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", None) or error_summary(err)
         raise RunError(
             f"no FID Inception weights here and the download failed ({reason}): {missing_weights_hint()}"
         ) from None
     except _LOAD_ERRORS as err:
-        raise RunError(f"{URL}: the downloaded weights do not load: {error_summary(err)}") from None
+        raise RunError(f"{URL}: the downloaded weights do not load: {_first_sentence(err)}") from None
     return hub_checkpoints() / TORCH_FIDELITY_FILE
 
 
@@ -96,17 +100,25 @@ def load_inception(path: Path, device: torch.device) -> FidInceptionV3:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except _LOAD_ERRORS as err:
         raise RunError(
-            f"{path}: not a readable weights file (truncated or corrupt?): {error_summary(err)}"
+            f"{path}: not a readable weights file (truncated, corrupt, or not a torch.save file): "
+            f"{_first_sentence(err)}"
         ) from None
     if not isinstance(state, dict):
-        raise RunError(f"{path}: not a state dict of the FID Inception network")
+        raise RunError(
+            f"{path}: holds a {type(state).__name__}, not the state dict of the FID Inception network"
+        )
     net = FidInceptionV3()
     try:
-        net.load_state_dict(state)
+        missing, unexpected = net.load_state_dict(state, strict=False)
     except (RuntimeError, TypeError, ValueError, KeyError) as err:
+        raise RunError(f"{path}: not the FID Inception-v3 weights: {error_summary(err)}") from None
+    if missing or unexpected:
         raise RunError(
-            f"{path}: not the FID Inception-v3 weights ({FILES[0]} or {FILES[1]}): {error_summary(err)}"
-        ) from None
+            f"{path}: not the FID Inception-v3 weights ({FILES[0]} or {FILES[1]}): "
+            + "; ".join(
+                _keys(what, keys) for what, keys in (("lacks", missing), ("has unknown", unexpected)) if keys
+            )
+        )
     return net.to(device).eval().requires_grad_(False)
 
 
@@ -117,3 +129,13 @@ def weights_id(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
+
+
+def _keys(what: str, keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return f"{what} {len(keys)} {'key' if len(keys) == 1 else 'keys'} ({shown}{', ...' if len(keys) > 3 else ''})"
+
+
+def _first_sentence(err: BaseException) -> str:
+    # torch.load's refusals run to a paragraph of advice that does not apply to a weights file.
+    return error_summary(err).split(". ", 1)[0].rstrip(".")
