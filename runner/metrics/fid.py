@@ -97,8 +97,21 @@ def frechet_distance(a: FidStats, b: FidStats) -> float:
 
 
 def fid(real: npt.NDArray[np.floating], fake: npt.NDArray[np.floating]) -> float:
-    """FID between two feature sets (N, D)."""
-    return frechet_distance(fid_stats(real), fid_stats(fake))
+    """FID between two feature sets (N, D).
+
+    With fewer images than dimensions (a quick check on a few hundred images) the covariances are low-rank, and
+    tr((Σa Σb)^½) is computed in sample space instead: with Σa = AᵀA and Σb = BᵀB (A, B the centred features over
+    √(N − 1)), the non-zero eigenvalues of Σa Σb are the squared singular values of A Bᵀ, so the trace is the sum
+    of its singular values: an N × N problem in place of a D × D one, and exact rather than rounded near zero."""
+    a, b = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(fid_stats(a), fid_stats(b))
+    centred_a = (a - a.mean(axis=0)) / np.sqrt(len(a) - 1)
+    centred_b = (b - b.mean(axis=0)) / np.sqrt(len(b) - 1)
+    trace_root = float(np.linalg.svd(centred_a @ centred_b.T, compute_uv=False).sum())
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    traces = float((centred_a**2).sum() + (centred_b**2).sum())
+    return float(diff @ diff + traces - 2 * trace_root)
 
 
 def kid(

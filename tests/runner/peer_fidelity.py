@@ -33,7 +33,7 @@ def torch_fidelity() -> Any:
             module.__path__ = []  # a package, so that its "submodules" import
             module.__dict__.update(attributes)
             sys.modules.setdefault(name, module)
-    import torch_fidelity  # noqa: PLC0415  (only after the stand-ins are in place)
+    import torch_fidelity
 
     return torch_fidelity
 

@@ -45,6 +45,13 @@ def test_fid_of_a_set_against_itself_is_zero(real: Floats) -> None:
     assert abs(m.fid(real, real)) < 1e-9
 
 
+def test_fid_of_few_images_in_sample_space_equals_the_covariance_form(real: Floats, fake: Floats) -> None:
+    few_real, few_fake = real[:20], fake[:15]  # fewer images than the 32 dimensions: the sample-space path
+    expected = m.frechet_distance(m.fid_stats(few_real), m.fid_stats(few_fake))
+    assert m.fid(few_real, few_fake) == pytest.approx(expected, rel=1e-6)
+    assert abs(m.fid(few_real, few_real)) < 1e-9
+
+
 def test_fid_of_gaussians_is_the_closed_form() -> None:
     # Diagonal covariances: FID = |mu_a - mu_b|^2 + sum (sqrt(var_a) - sqrt(var_b))^2.
     a = m.FidStats(np.array([0.0, 1.0]), np.diag([4.0, 9.0]))
@@ -102,7 +109,9 @@ def test_precision_recall_equal_torch_fidelity(real: Floats, fake: Floats) -> No
     assert 0 < precision < 1 and 0 < recall < 1  # a comparison that could have gone either way
 
 
-def test_precision_recall_in_blocks_equal_the_whole(monkeypatch: pytest.MonkeyPatch, real: Floats, fake: Floats) -> None:
+def test_precision_recall_in_blocks_equal_the_whole(
+    monkeypatch: pytest.MonkeyPatch, real: Floats, fake: Floats
+) -> None:
     whole = m.precision_recall(real, fake)
     monkeypatch.setattr(m, "_DISTANCE_ROWS", 7)
     assert m.precision_recall(real, fake) == whole
@@ -110,7 +119,9 @@ def test_precision_recall_in_blocks_equal_the_whole(monkeypatch: pytest.MonkeyPa
 
 def test_inception_score_equals_torch_fidelity() -> None:
     logits = np.random.default_rng(4).normal(size=(50, 1008)).astype(np.float32) * 3
-    peer = torch_fidelity().metric_isc.isc_features_to_metric(torch.from_numpy(logits), splits=5, shuffle=False)
+    peer = torch_fidelity().metric_isc.isc_features_to_metric(
+        torch.from_numpy(logits), splits=5, shuffle=False
+    )
     mean, std = m.inception_score(logits, splits=5)
     assert mean == pytest.approx(peer["inception_score_mean"], rel=1e-9)
     assert std == pytest.approx(peer["inception_score_std"], rel=1e-9)
@@ -123,12 +134,16 @@ def _faces(n: int, seed: int) -> torch.Tensor:
 
 def test_noise_is_further_from_faces_than_faces_are_by_fid_and_swd() -> None:
     faces_a, faces_b = _faces(8, seed=1), _faces(8, seed=2)
-    noise = torch.randint(0, 256, faces_a.shape, generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    noise = torch.randint(
+        0, 256, faces_a.shape, generator=torch.Generator().manual_seed(3), dtype=torch.uint8
+    )
     features = InceptionFeatures(random_inception(), torch.device("cpu"), batch_size=4)
     a, b, c = features(faces_a).pool, features(faces_b).pool, features(noise).pool
     assert m.fid(a, c) > 2 * m.fid(a, b)
-    assert abs(m.fid(a, a)) < 1e-3 * m.fid(a, b)  # 8 images in 2048 dimensions: rounding, no more
+    assert abs(m.fid(a, a)) < 1e-9 * m.fid(a, b)
     # SWD needs no Inception pass, so more images: with 8 its patch sample is too small to tell.
     faces_a, faces_b = _faces(128, seed=1), _faces(128, seed=2)
-    noise = torch.randint(0, 256, faces_a.shape, generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    noise = torch.randint(
+        0, 256, faces_a.shape, generator=torch.Generator().manual_seed(3), dtype=torch.uint8
+    )
     assert sliced_wasserstein(faces_a, noise).mean > 2 * sliced_wasserstein(faces_a, faces_b).mean

@@ -57,7 +57,9 @@ def test_resize_differs_from_torch_interpolate_by_whole_pixel_values() -> None:
 
 def test_grey_images_are_read_as_three_equal_channels() -> None:
     net = random_inception(seed=4)
-    grey = torch.randint(0, 256, (1, 1, 16, 16), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    grey = torch.randint(
+        0, 256, (1, 1, 16, 16), generator=torch.Generator().manual_seed(5), dtype=torch.uint8
+    )
     with torch.no_grad():
         assert torch.equal(net(grey)[0], net(grey.expand(-1, 3, -1, -1))[0])
 
@@ -72,7 +74,9 @@ def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-def test_weights_are_found_in_the_hub_cache_under_either_peers_name(empty_hub: Path, weights_file: Path) -> None:
+def test_weights_are_found_in_the_hub_cache_under_either_peers_name(
+    empty_hub: Path, weights_file: Path
+) -> None:
     assert weights.find_inception(None) is None
     empty_hub.mkdir(parents=True)
     for name in (weights.TORCH_FIDELITY_FILE, weights.PYTORCH_FID_FILE):
@@ -80,7 +84,7 @@ def test_weights_are_found_in_the_hub_cache_under_either_peers_name(empty_hub: P
         assert weights.find_inception(None) == empty_hub / name
         (empty_hub / name).unlink()
     assert weights.find_inception(weights_file) == weights_file  # --inception wins
-    with pytest.raises(RunError, match="--inception .*missing.pth: no such file"):
+    with pytest.raises(RunError, match=r"--inception .*missing\.pth: no such file"):
         weights.find_inception(weights_file.parent / "missing.pth")
 
 
@@ -123,7 +127,10 @@ def test_a_download_lands_in_the_hub_cache_where_it_is_found_next_time(
         (b"not a weights file", "not a readable weights file"),
         (b"", "not a readable weights file"),
         ("tensor", "holds a Tensor, not the state dict"),
-        ("other network", r"not the FID Inception-v3 weights .*lacks \d+ keys .*has unknown 2 keys \(0.weight"),
+        (
+            "other network",
+            r"not the FID Inception-v3 weights .*lacks \d+ keys .*has unknown 2 keys \(0.weight",
+        ),
         ("wrong shape", "not the FID Inception-v3 weights: .*size mismatch for fc.weight"),
     ],
 )
