@@ -120,7 +120,13 @@ def evaluate(options: EvalOptions, progress: Progress | None = None) -> EvalRepo
     stored_range = state.get("value_range")
     value_range = (float(stored_range[0]), float(stored_range[1])) if stored_range else data_range(spec)
     real = open_images(
-        options.data, spec.image, value_range, seed=options.seed, synthetic_count=options.n, limit=options.n
+        options.data,
+        spec.image,
+        value_range,
+        seed=options.seed,
+        synthetic_count=options.n,
+        limit=options.n,
+        progress=lambda done, total: report("reading data", done, total),
     )
     notes = _data_notes(real, spec)
     if "pr" in metrics and min(len(real), options.n) <= inception_metrics.PR_NEIGHBOURS:
@@ -163,11 +169,15 @@ def format_report(report: EvalReport) -> str:
         ("precision", lambda: f"{m['precision']:.4f}"),
         ("recall", lambda: f"{m['recall']:.4f}"),
         ("is", lambda: f"{m['is']:.3f} ± {m['is_std']:.3f}"),
-        ("swd", lambda: f"{m['swd']:.4f} (×1e3 per level: {', '.join(f'{v:.2f}' for v in m['swd_levels'])})"),
+        ("swd", lambda: f"{m['swd']:.2f} (×1e3; per level, finest first: {_numbers(m['swd_levels'])})"),
         ("ndb", lambda: f"{m['ndb']:.3f} ({m['ndb_different']} of {m['ndb_bins']} bins differ: NDB/K)"),
     ]
     lines += [f"  {name:<10} {value()}" for name, value in rows if name in m]
     return "\n".join(lines)
+
+
+def _numbers(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 # --- steps ---------------------------------------------------------------------------------------------------------

@@ -160,6 +160,15 @@ def test_a_cache_folder_that_cannot_be_written_means_no_cache(
     assert "note: not cached: cannot write" in result.err
 
 
+def test_larger_data_images_are_centre_cropped_as_training_does_and_said(
+    cli: Cli, run: Path, tmp_path: Path
+) -> None:
+    data_file = faces_h5(tmp_path / "faces24.h5", size=24)
+    data = report(cli("eval", run, "--data", data_file, "--n", "20", "--json"))
+    assert data["real_images"] == 20
+    assert "real images stored 24x24x3, centre-cropped to 16x16 as training does" in data["notes"]
+
+
 def test_asking_for_fid_without_weights_is_one_error_saying_where_to_put_them(cli: Cli, run: Path) -> None:
     line = one_error_line(cli("eval", run, "--data", "synthetic", "--n", "4", "--metrics", "fid"))
     assert "download failed" in line and weights.PYTORCH_FID_FILE in line and "--inception PATH" in line
