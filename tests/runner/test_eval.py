@@ -254,3 +254,11 @@ def test_nothing_of_the_run_is_changed(cli: Cli, run: Path, tmp_path: Path) -> N
     shutil.copytree(run, copy)
     assert cli("eval", copy, "--data", "synthetic", "--n", "8").code == 0
     assert {p.relative_to(tmp_path / "copy") for p in copy.rglob("*")} == {p.relative_to(run) for p in before}
+
+
+def test_help_has_worked_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert "archspec eval runs/tiny/20261128-021500 --data synthetic --n 2000" in text
+    assert "--inception PATH" in text and "10,000" in text and "swd,ndb" in text
