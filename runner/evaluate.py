@@ -317,7 +317,7 @@ def _inception_results(
     if "fid" in metrics:
         out["fid"] = inception_metrics.fid(real.pool, fake.pool)
     if "kid" in metrics:
-        out["kid"], out["kid_std"] = inception_metrics.kid(real.pool, fake.pool, seed=seed)
+        out["kid"], out["kid_std"] = inception_metrics.kid(real.pool, fake.pool, seed=seed, device=device)
     if "pr" in metrics:
         out["precision"], out["recall"] = inception_metrics.precision_recall(
             real.pool, fake.pool, device=device

@@ -12,7 +12,8 @@ logits) in batches on a device; the functions below take those arrays and return
   k-nearest-neighbour ball, and of reals inside some fake's.
 * ``inception_score(logits)``: exp(E KL(p(y|x) || p(y))) over 10 splits, mean and standard deviation.
 
-The arithmetic is float64 (numpy) except the pairwise distances of precision/recall, which are batched in torch.
+FID and IS are float64 (numpy, torch on the CPU); KID's kernels (float64) and precision/recall's pairwise
+distances (float32, in blocks) run in torch on a given device.
 """
 
 from __future__ import annotations
@@ -120,32 +121,33 @@ def kid(
     subsets: int = KID_SUBSETS,
     subset_size: int = KID_SUBSET_SIZE,
     seed: int = 0,
+    device: torch.device | None = None,
 ) -> tuple[float, float]:
     """KID: mean and standard deviation of the unbiased MMD² over ``subsets`` subsets of ``subset_size`` (fewer
-    when a set is smaller), each drawn without replacement, the fakes' first (torch-fidelity's order)."""
+    when a set is smaller), each drawn without replacement, the fakes' first (torch-fidelity's order, so the same
+    seed draws the same subsets). The kernels are float64 matrices on ``device``."""
     size = min(subset_size, len(real), len(fake))
     rng = np.random.RandomState(seed)
-    x_all = np.asarray(fake, dtype=np.float64)
-    y_all = np.asarray(real, dtype=np.float64)
+    x_all = torch.as_tensor(np.asarray(fake), dtype=torch.float64, device=device)
+    y_all = torch.as_tensor(np.asarray(real), dtype=torch.float64, device=device)
     values = np.empty(subsets)
     for i in range(subsets):
-        x = x_all[rng.choice(len(x_all), size, replace=False)]
-        y = y_all[rng.choice(len(y_all), size, replace=False)]
+        x = x_all[torch.from_numpy(rng.choice(len(x_all), size, replace=False)).to(x_all.device)]
+        y = y_all[torch.from_numpy(rng.choice(len(y_all), size, replace=False)).to(y_all.device)]
         values[i] = mmd2_unbiased(x, y)
     return float(values.mean()), float(values.std())
 
 
-def mmd2_unbiased(x: Array, y: Array) -> float:
-    """Bińkowski et al.'s unbiased MMD² of two equal-sized samples under the cubic polynomial kernel: the
-    within-set means leave out the diagonal (m(m−1) pairs), the cross term keeps all m² pairs."""
+def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Bińkowski et al.'s unbiased MMD² of two equal-sized samples (m, d) under the cubic polynomial kernel
+    (x·y / d + 1)³: the within-set means leave out the diagonal (m(m−1) pairs), the cross term keeps all m²."""
     m, d = x.shape
 
-    def kernel(a: Array, b: Array) -> Array:
-        k: Array = (a @ b.T / d + 1) ** 3
-        return k
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a @ b.T / d + 1) ** 3
 
     k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
-    within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    within = (k_xx.sum() - k_xx.trace() + k_yy.sum() - k_yy.trace()) / (m * (m - 1))
     return float(within - 2 * k_xy.sum() / (m * m))
 
 
