@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import pickle
 import urllib.error
-import zipfile
 from pathlib import Path
 
 import torch
 
+# What torch.load raises for a file it cannot read: the same for a weights file as for a checkpoint.
+from runner.checkpoint import _LOAD_ERRORS
 from runner.errors import RunError, error_summary
 from runner.metrics.inception import FidInceptionV3
 
@@ -28,20 +28,6 @@ PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 FILES = (PYTORCH_FID_FILE, TORCH_FIDELITY_FILE)
 URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{TORCH_FIDELITY_FILE}"
-
-# What torch.load raises for a file that is not a readable state dict (see runner.checkpoint._LOAD_ERRORS).
-_LOAD_ERRORS = (
-    RuntimeError,
-    pickle.UnpicklingError,
-    EOFError,
-    OSError,
-    ValueError,
-    zipfile.BadZipFile,
-    IndexError,
-    KeyError,
-    TypeError,
-    AttributeError,
-)
 
 
 def hub_checkpoints() -> Path:
