@@ -91,6 +91,10 @@ class RunRecord:
         self.notes: list[str] = []
         self.temporary = False  # a dry run in a temporary folder, removed at the end
         previous = _read_json(run_dir / "run.json") or {}
+        # The evaluations (runner.monitor): the latest and the best score, and the collapse alarm, once per run.
+        self.quality: dict[str, Any] | None = None
+        collapse = previous.get("collapse")
+        self.collapse: dict[str, Any] | None = collapse if isinstance(collapse, dict) else None
         sessions = previous.get("sessions")
         self._previous_sessions: list[Any] = sessions if isinstance(sessions, list) else []
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
@@ -159,6 +163,14 @@ class RunRecord:
         )
         if report.checkpoint is not None:
             print(f"  checkpoint {report.checkpoint}", file=self.out)
+        if self.quality is not None:
+            print(f"  {_quality_line(self.quality)}", file=self.out)
+        if self.collapse is not None:
+            print(
+                f"  collapse alarm at step {self.collapse['step']}: coverage {self.collapse['value']:.2f} "
+                f"< {self.collapse['threshold']:g}",
+                file=self.out,
+            )
         if report.ranks_identical is not None:
             same = "identical" if report.ranks_identical else "DIFFERENT (a bug: please report it)"
             print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
@@ -203,6 +215,8 @@ class RunRecord:
             "python": platform.python_version(),
             "status": status,
             "report": session.get("report"),
+            "quality": self.quality,
+            "collapse": self.collapse,
             "sessions": [*self._previous_sessions, session],
         }
         outputs.write_json(self.run_dir / "run.json", doc)
@@ -277,6 +291,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _quality_line(quality: Mapping[str, Any]) -> str:
+    last = quality["last"]
+    return (
+        f"quality at step {last['step']}: SWD {last['swd']:.1f} (x1e3), NDB/K {last['ndb']:.2f}, coverage "
+        f"{last['coverage']:.2f}; best SWD {quality['best_swd']:.1f} in {quality['best']}"
+    )
 
 
 def _hwc(shape: tuple[int, int, int]) -> str:

@@ -205,3 +205,20 @@ def test_a_graph_spec_trains_under_ddp(tmp_path: Path) -> None:
     doc = json.loads((run / "run.json").read_text())
     assert doc["ranks_identical"] is True and doc["world_size"] == 2
     assert "2.1.3.weight" in load_checkpoint(run / "checkpoints" / "last.pt")["generator"]
+
+
+@pytest.mark.slow
+@needs_gloo
+def test_rank_0_evaluates_and_every_rank_writes_best_pt_together(tmp_path: Path) -> None:
+    # Rank 0 measures while the other waits; both join the checkpoint write of best.pt (a gather of RNGs).
+    out = tmp_path / "runs"
+    result = _train(out, "--eval-every", 3, "--eval-samples", 40)
+    assert result.code == 0, result.err
+    run = only_run(out)
+    assert result.out.count("eval step 3:") == 1 and result.out.count("eval step 6:") == 1
+    evaluations = [row for row in _rows(run) if "swd" in row]
+    assert [row["step"] for row in evaluations] == [3, 6]
+    best = min(evaluations, key=lambda row: row["swd"])
+    state = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert state["step"] == best["step"] and len(state["rng_ranks"]) == 2
+    assert json.loads((run / "run.json").read_text())["ranks_identical"] is True
