@@ -1,5 +1,6 @@
-"""Quality measured during training (``eval_every``): SWD and NDB/K of the generator's samples against the data,
-which evaluation is the best so far (``checkpoints/best.pt``), and the collapse alarm.
+"""Quality measured during training (``eval_every``): SWD and NDB/K of the generator's samples against the data
+(and FID where the Inception weights are at hand), which evaluation is the best so far (``checkpoints/best.pt``:
+lowest FID, or lowest SWD without Inception weights), and the collapse alarm.
 
 An evaluation draws its real images and latents once, from a generator of its own (the run's EVAL stream), and
 runs the generator in eval mode under ``no_grad``: it reads no training random stream and changes nothing a
@@ -34,6 +35,7 @@ from torch import nn
 
 from archspec.modules import GAN
 from runner.data import ImageSet
+from runner.metrics.fid import FidStats, InceptionFeatures, fid_stats, frechet_distance
 from runner.metrics.ndb import NDB, NdbBins
 from runner.metrics.swd import SWD, sliced_wasserstein
 from runner.outputs import to_uint8
@@ -56,11 +58,12 @@ class Evaluation:
     ndb: NDB
     coverage: float
     seconds: float
+    fid: float | None = None  # with Inception weights only
 
     @property
     def score(self) -> float:
-        """What ``best.pt`` minimises: SWD (FID where Inception weights are used, once they are)."""
-        return self.swd.mean
+        """What ``best.pt`` minimises: FID where Inception weights are used, else SWD."""
+        return self.fid if self.fid is not None else self.swd.mean
 
     def row(self, epoch: int) -> dict[str, Any]:
         """The metrics.jsonl row of this evaluation."""
@@ -75,13 +78,14 @@ class Evaluation:
             "coverage": self.coverage,
             "eval_samples": self.samples,
             "eval_s": round(self.seconds, 3),
-        }
+        } | ({"fid": self.fid} if self.fid is not None else {})
 
     def line(self) -> str:
         """One line for the console."""
         levels = ", ".join(f"{v:.1f}" for v in self.swd.per_level)
+        fid = f"FID {self.fid:.2f}, " if self.fid is not None else ""
         return (
-            f"eval step {self.step}: SWD {self.swd.mean:.1f} (x1e3, levels {levels}), NDB/K {self.ndb.score:.2f} "
+            f"eval step {self.step}: {fid}SWD {self.swd.mean:.1f} (x1e3, levels {levels}), NDB/K {self.ndb.score:.2f} "
             f"({self.ndb.different}/{self.ndb.bins} bins differ), coverage {self.coverage:.2f}, "
             f"{self.samples} samples in {self.seconds:.1f} s"
         )
@@ -120,7 +124,15 @@ class Monitor:
     """The evaluations of one run: fixed real images and latents, the NDB bins of the real images, the best score
     so far and the alarm, if it fired."""
 
-    def __init__(self, data: ImageSet, gan: GAN, samples: int, seed: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        data: ImageSet,
+        gan: GAN,
+        samples: int,
+        seed: int,
+        device: torch.device,
+        inception: InceptionFeatures | None = None,
+    ) -> None:
         rng = torch.Generator().manual_seed(derived_seed(seed, EVAL_STREAM))
         n = min(samples, len(data))  # a data set smaller than eval_samples is compared whole
         chosen = torch.randperm(len(data), generator=rng)[:n]
@@ -131,6 +143,11 @@ class Monitor:
         self.seed = seed
         self.bins = NdbBins.fit(self.real, ndb_bins(n), seed=seed)
         self.real_effective = _effective(self.bins.real_shares)
+        # FID: the real images' Inception statistics once; each evaluation adds only its samples' features.
+        self.inception = inception
+        self.real_stats: FidStats | None = (
+            fid_stats(inception(self.real).pool) if inception is not None else None
+        )
         self.best: float | None = None
         self.best_coverage: float | None = None
         self.alarm: Alarm | None = None
@@ -142,7 +159,15 @@ class Monitor:
         swd = sliced_wasserstein(self.real, fake, seed=self.seed)
         ndb = self.bins.compare(fake)
         coverage = _effective(self.bins.shares(fake)) / self.real_effective
-        return Evaluation(step, len(fake), swd, ndb, coverage, time.perf_counter() - started)
+        fid = None
+        if self.inception is not None and self.real_stats is not None:
+            fid = frechet_distance(self.real_stats, fid_stats(self.inception(fake).pool))
+        return Evaluation(step, len(fake), swd, ndb, coverage, time.perf_counter() - started, fid)
+
+    @property
+    def metric(self) -> str:
+        """The name of what ``best.pt`` minimises: ``fid`` or ``swd`` (a metrics.jsonl key)."""
+        return "fid" if self.inception is not None else "swd"
 
     def generate(self, generator: nn.Module) -> torch.Tensor:
         """The generator's images of the fixed latents, as uint8 on the device."""
@@ -180,7 +205,8 @@ class Monitor:
     def resume(self, rows: Iterable[Mapping[str, Any]], alarm: Mapping[str, Any] | None, step: int) -> None:
         """Take up a resumed run's best score (from its metrics rows up to ``step``) and an alarm it raised."""
         evaluations = [row for row in rows if "swd" in row and row["step"] <= step]
-        self.best = min((float(row["swd"]) for row in evaluations), default=None)
+        # A session without Inception weights after one with them (or the reverse) starts its best afresh.
+        self.best = min((float(row[self.metric]) for row in evaluations if self.metric in row), default=None)
         self.best_coverage = max((float(row["coverage"]) for row in evaluations), default=None)
         if alarm is not None and isinstance(alarm.get("step"), int) and alarm["step"] <= step:
             self.alarm = Alarm(alarm["step"], float(alarm["value"]), float(alarm["threshold"]))

@@ -93,6 +93,7 @@ class RunRecord:
         previous = _read_json(run_dir / "run.json") or {}
         # The evaluations (runner.monitor): the latest and the best score, and the collapse alarm, once per run.
         self.quality: dict[str, Any] | None = None
+        self.inception: Path | None = None  # the Inception weights the evaluations use for FID, if any
         collapse = previous.get("collapse")
         self.collapse: dict[str, Any] | None = collapse if isinstance(collapse, dict) else None
         sessions = previous.get("sessions")
@@ -127,8 +128,9 @@ class RunRecord:
         ]
         if cfg.eval_every is not None:
             lines.append(
-                f"  eval     every {plural(cfg.eval_every, 'step')} and at the end: SWD, NDB/K and coverage of "
-                f"{min(cfg.eval_samples, info.count):,} samples; checkpoints/best.pt keeps the lowest SWD"
+                f"  eval     every {plural(cfg.eval_every, 'step')} and at the end: {_eval_metrics(self.inception)} of "
+                f"{min(cfg.eval_samples, info.count):,} samples; checkpoints/best.pt keeps the lowest "
+                + ("FID" if self.inception else "SWD")
             )
         if self.world.distributed:
             lines.append(
@@ -298,11 +300,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _eval_metrics(inception: Path | None) -> str:
+    plain = "SWD, NDB/K and coverage"
+    return plain if inception is None else f"FID (Inception weights {inception}), {plain}"
+
+
 def _quality_line(quality: Mapping[str, Any]) -> str:
     last = quality["last"]
+    fid = f"FID {last['fid']:.2f}, " if "fid" in last else ""
     return (
-        f"quality at step {last['step']}: SWD {last['swd']:.1f} (x1e3), NDB/K {last['ndb']:.2f}, coverage "
-        f"{last['coverage']:.2f}; best SWD {quality['best_swd']:.1f} in {quality['best']}"
+        f"quality at step {last['step']}: {fid}SWD {last['swd']:.1f} (x1e3), NDB/K {last['ndb']:.2f}, coverage "
+        f"{last['coverage']:.2f}; best {quality['best_metric'].upper()} {quality['best_value']:.2f} in "
+        f"{quality['best']}"
     )
 
 

@@ -40,6 +40,8 @@ from runner.data import ImageSet, epoch_generator, epoch_permutation, open_image
 from runner.device import World, fits_on_device, peak_memory, prepare_device, resolve_device, synchronize
 from runner.errors import RunError
 from runner.finite import NonFiniteLoss, check_losses, check_weights
+from runner.metrics.fid import InceptionFeatures
+from runner.metrics.weights import find_inception, load_inception
 from runner.monitor import BEST, Monitor
 from runner.prefetch import prefetched
 from runner.record import RunRecord, TrainReport, console
@@ -132,11 +134,13 @@ class Trainer:
         self._session_start = time.perf_counter()
         self._log_start = (self._session_start, 0)
         # Quality: rank 0 measures (runner.monitor) and tells the others whether to write best.pt.
-        self.monitor = (
-            Monitor(data, gan, self.cfg.eval_samples, self.cfg.seed, device)
-            if self.cfg.eval_every is not None and self.world.is_main
-            else None
-        )
+        self.monitor: Monitor | None = None
+        if self.cfg.eval_every is not None and self.world.is_main:
+            # FID where the Inception weights are in the torch hub cache; training never downloads them.
+            path = find_inception(None)
+            inception = InceptionFeatures(load_inception(path, device), device) if path is not None else None
+            self.record.inception = path
+            self.monitor = Monitor(data, gan, self.cfg.eval_samples, self.cfg.seed, device, inception)
         self.evaluated_at: int | None = None
         self.board = Board(run_dir) if self.cfg.tensorboard and self.world.is_main else None
 
@@ -476,7 +480,12 @@ class Trainer:
             lines.append(alarm.line())
             self.record.collapse = alarm.json()
         improved = self.monitor.improved(evaluation)
-        self.record.quality = {"last": row, "best_swd": self.monitor.best, "best": str(self.best_path)}
+        self.record.quality = {
+            "last": row,
+            "best_metric": self.monitor.metric,
+            "best_value": self.monitor.best,
+            "best": str(self.best_path),
+        }
         for line in lines:
             if display is not None:
                 display.note(line)

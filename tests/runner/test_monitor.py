@@ -15,12 +15,20 @@ from PIL import Image
 from runner.checkpoint import load_checkpoint
 from runner.metrics.ndb import NDB
 from runner.metrics.swd import SWD
+from runner.metrics.weights import PYTORCH_FID_FILE, hub_checkpoints
 from runner.monitor import COLLAPSE_COVERAGE, Evaluation, Monitor
 from runner.outputs import is_quality_row
 from runner.train import Trainer, TrainOptions
 from tests.runner.conftest import Cli, assert_same, only_run, spec_variant
+from tests.runner.peer_fidelity import random_inception, save_in_fidelity_layout
 
 EVAL = ("--eval-every", 4, "--eval-samples", 40)
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A machine with Inception weights in its own torch hub cache would measure FID here: keep to SWD.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
 
 def _train(cli: Cli, spec: Path, out: Path, *args: Any) -> Path:
@@ -52,8 +60,9 @@ def test_evaluations_land_in_the_rows_the_report_run_json_and_best_pt(cli: Cli, 
     best = min(quality, key=lambda row: row["swd"])
     assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == best["step"]
     doc = json.loads((run / "run.json").read_text())
-    assert doc["quality"]["best_swd"] == best["swd"] and doc["quality"]["last"]["step"] == 10
-    assert f"best SWD {best['swd']:.1f} in {run / 'checkpoints' / 'best.pt'}" in result.out
+    assert doc["quality"]["best_metric"] == "swd" and doc["quality"]["best_value"] == best["swd"]
+    assert doc["quality"]["last"]["step"] == 10 and "fid" not in doc["quality"]["last"]
+    assert f"best SWD {best['swd']:.2f} in {run / 'checkpoints' / 'best.pt'}" in result.out
     # --resume auto never takes best.pt for the newest checkpoint: last.pt is.
     again = cli("train", spec_variant(tmp_path), "--out", tmp_path, "--resume", "auto", "--max-steps", 10)
     assert "already at step 10" in again.out
@@ -80,7 +89,7 @@ def test_a_run_with_evaluations_resumes_bit_for_bit_and_keeps_its_best(cli: Cli,
     by_step = {row["step"]: row for row in _rows(split) if is_quality_row(row)}
     for row in (r for r in _rows(whole) if is_quality_row(r)):
         assert by_step[row["step"]]["swd"] == row["swd"] and by_step[row["step"]]["ndb"] == row["ndb"]
-    best_split = json.loads((split / "run.json").read_text())["quality"]["best_swd"]
+    best_split = json.loads((split / "run.json").read_text())["quality"]["best_value"]
     assert best_split == min(row["swd"] for row in by_step.values())  # the first session's evaluations count
     best_step = min(by_step.values(), key=lambda row: row["swd"])["step"]
     assert load_checkpoint(split / "checkpoints" / "best.pt")["step"] == best_step
@@ -116,8 +125,31 @@ def test_a_collapsed_generator_raises_the_alarm_once(tmp_path: Path) -> None:
     assert collapse["value"] < COLLAPSE_COVERAGE
 
 
-def _evaluation(step: int, coverage: float, swd: float = 100.0) -> Evaluation:
-    return Evaluation(step, 100, SWD((swd,), swd), NDB(5, 0, 0.0), coverage, 0.0)
+@pytest.mark.slow
+def test_with_inception_weights_in_the_hub_cache_fid_is_measured_and_decides_best_pt(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # Random (saved-to-disk) weights where pytorch-fid keeps its file: the real network, untrained. One
+    # evaluation of 20 samples against 20 real images: 40 Inception passes at 299x299, the test's whole cost.
+    hub = hub_checkpoints()
+    hub.mkdir(parents=True)
+    save_in_fidelity_layout(random_inception(seed=1), hub / PYTORCH_FID_FILE)
+    result = cli(
+        "train", spec_variant(tmp_path), "--out", tmp_path / "runs", "--limit", 64, "--max-steps", 2,
+        "--eval-every", 2, "--eval-samples", 20,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert f"FID (Inception weights {hub / PYTORCH_FID_FILE})" in result.out
+    run = only_run(tmp_path / "runs")
+    (row,) = [row for row in _rows(run) if is_quality_row(row)]
+    assert row["step"] == 2 and row["fid"] > 0 and f"eval step 2: FID {row['fid']:.2f}, SWD" in result.out
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 2
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["quality"]["best_metric"] == "fid" and doc["quality"]["best_value"] == row["fid"]
+
+
+def _evaluation(step: int, coverage: float, swd: float = 100.0, fid: float | None = None) -> Evaluation:
+    return Evaluation(step, 100, SWD((swd,), swd), NDB(5, 0, 0.0), coverage, 0.0, fid)
 
 
 @pytest.fixture
@@ -146,3 +178,9 @@ def test_best_is_the_lowest_score_so_far(monitor: Monitor) -> None:
     assert not monitor.improved(_evaluation(2, 1.0, swd=60.0))
     assert not monitor.improved(_evaluation(3, 1.0, swd=50.0))
     assert monitor.improved(_evaluation(4, 1.0, swd=40.0)) and monitor.best == 40.0
+
+
+def test_with_fid_the_best_is_the_lowest_fid_whatever_the_swd(monitor: Monitor) -> None:
+    assert monitor.improved(_evaluation(1, 1.0, swd=50.0, fid=30.0))
+    assert not monitor.improved(_evaluation(2, 1.0, swd=10.0, fid=31.0))
+    assert monitor.improved(_evaluation(3, 1.0, swd=90.0, fid=29.0)) and monitor.best == 29.0
