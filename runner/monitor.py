@@ -116,8 +116,9 @@ class Alarm:
 
 
 def ndb_bins(samples: int) -> int:
-    """NDB's k for ``samples`` images: about 20 images per bin, at most 50 bins (1,000 samples: 50)."""
-    return max(1, min(50, samples // 20))
+    """NDB's k for ``samples`` images, as ``archspec eval`` chooses it: one bin per 20 images, at least 2 and at
+    most the paper's 100 (1,000 samples: 50)."""
+    return max(2, min(100, samples // 20))
 
 
 class Monitor:
@@ -141,7 +142,7 @@ class Monitor:
         self.value_range = data.info.value_range
         self.device = device
         self.seed = seed
-        self.bins = NdbBins.fit(self.real, ndb_bins(n), seed=seed)
+        self.bins = NdbBins.fit(self.real, min(ndb_bins(n), n), seed=seed)  # a one-image dry run: one bin
         self.real_effective = _effective(self.bins.real_shares)
         # FID: the real images' Inception statistics once; each evaluation adds only its samples' features.
         self.inception = inception
