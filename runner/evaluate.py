@@ -34,13 +34,12 @@ from runner.metrics import fid as inception_metrics
 from runner.metrics.fid import InceptionFeatures
 from runner.metrics.reference import Cache, Key
 from runner.metrics.weights import find_inception, inception_weights, load_inception, weights_id
+from runner.outputs import to_uint8
 
 METRICS = ("fid", "kid", "pr", "is", "swd", "ndb")
 INCEPTION_METRICS = frozenset({"fid", "kid", "pr", "is"})
 WEIGHT_FREE = ("swd", "ndb")
 DEFAULT_N = 10_000
-NDB_BINS = 100
-_NDB_IMAGES_PER_BIN = 20  # fewer real images than 20 per bin: fewer bins, so each bin's share means something
 _GENERATE_BATCH = 256
 MAX_SEED = 2**63 - 1
 
@@ -265,15 +264,10 @@ def _generate(
         for start in range(0, options.n, batch):
             count = min(batch, options.n - start)
             images = gan.generator(gan.latent(count, generator=latents).to(device))
-            parts.append(_to_uint8(images.float().cpu(), value_range))
+            # As the sample grids quantise: what a user sees is what is measured, real images being uint8 too.
+            parts.append(to_uint8(images.float().cpu(), value_range))
             report("generating", start + count, options.n)
     return torch.cat(parts)
-
-
-def _to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-    # As the sample grids quantise: what a user sees is what is measured, real images being uint8 too.
-    low, high = value_range
-    return ((images - low) / (high - low) * 255.0).nan_to_num(0.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def _real_features(
@@ -341,11 +335,10 @@ def _pixel_results(
         out["swd"], out["swd_levels"] = swd.mean, list(swd.per_level)
         report("swd", 1, 1)
     if "ndb" in metrics:
-        from runner.metrics.ndb import NdbBins
+        from runner.metrics.ndb import NdbBins, bins_for
 
         report("ndb", 0, 1)
-        bins = min(NDB_BINS, max(2, len(real) // _NDB_IMAGES_PER_BIN))
-        ndb = NdbBins.fit(real, bins, seed=seed).compare(fake)
+        ndb = NdbBins.fit(real, bins_for(len(real)), seed=seed).compare(fake)
         out["ndb"], out["ndb_different"], out["ndb_bins"] = ndb.score, ndb.different, ndb.bins
         report("ndb", 1, 1)
     return out

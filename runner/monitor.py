@@ -36,12 +36,12 @@ from torch import nn
 from archspec.modules import GAN
 from runner.data import ImageSet
 from runner.metrics.fid import FidStats, InceptionFeatures, fid_stats, frechet_distance
-from runner.metrics.ndb import NDB, NdbBins
+from runner.metrics.ndb import NDB, NdbBins, bins_for
 from runner.metrics.swd import SWD, sliced_wasserstein
 from runner.outputs import to_uint8
 from runner.seeds import EVAL_STREAM, derived_seed
 
-__all__ = ["BEST", "COLLAPSE_COVERAGE", "Alarm", "Evaluation", "Monitor", "ndb_bins"]
+__all__ = ["BEST", "COLLAPSE_COVERAGE", "Alarm", "Evaluation", "Monitor"]
 
 BEST = "best.pt"  # checkpoints/best.pt: the weights of the best evaluation so far
 COLLAPSE_COVERAGE = 0.2  # the samples fill fewer than a fifth of the modes the data fill
@@ -115,12 +115,6 @@ class Alarm:
         }
 
 
-def ndb_bins(samples: int) -> int:
-    """NDB's k for ``samples`` images, as ``archspec eval`` chooses it: one bin per 20 images, at least 2 and at
-    most the paper's 100 (1,000 samples: 50)."""
-    return max(2, min(100, samples // 20))
-
-
 class Monitor:
     """The evaluations of one run: fixed real images and latents, the NDB bins of the real images, the best score
     so far and the alarm, if it fired."""
@@ -142,7 +136,7 @@ class Monitor:
         self.value_range = data.info.value_range
         self.device = device
         self.seed = seed
-        self.bins = NdbBins.fit(self.real, min(ndb_bins(n), n), seed=seed)  # a one-image dry run: one bin
+        self.bins = NdbBins.fit(self.real, min(bins_for(n), n), seed=seed)  # a one-image dry run: one bin
         self.real_effective = _effective(self.bins.real_shares)
         # FID: the real images' Inception statistics once; each evaluation adds only its samples' features.
         self.inception = inception

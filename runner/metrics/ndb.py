@@ -20,10 +20,12 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-__all__ = ["NDB", "NdbBins"]
+__all__ = ["NDB", "NdbBins", "bins_for"]
 
 ALPHA = 0.05
 MAX_ITERATIONS = 100
+MAX_BINS = 100  # the paper's K
+IMAGES_PER_BIN = 20  # fewer real images per bin and a bin's share means little
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class NDB:
     bins: int
     different: int
     score: float  # different / bins: NDB/K
+
+
+def bins_for(count: int) -> int:
+    """k for ``count`` real images: one bin per 20 images, at least 2 and at most the paper's 100 (1,000: 50)."""
+    return max(2, min(MAX_BINS, count // IMAGES_PER_BIN))
 
 
 class NdbBins:

@@ -95,34 +95,44 @@ def test_a_run_with_evaluations_resumes_bit_for_bit_and_keeps_its_best(cli: Cli,
     assert load_checkpoint(split / "checkpoints" / "best.pt")["step"] == best_step
 
 
-def test_a_collapsed_generator_raises_the_alarm_once(tmp_path: Path) -> None:
-    # The generator's weights zeroed, and a learning rate that keeps them there: every sample is one grey image.
-    # 200 samples give 10 bins: one bin filled is a coverage of about 0.1.
-    spec = spec_variant(tmp_path)
-    out = io.StringIO()
-    train = {"max_steps": 12, "eval_every": 2, "eval_samples": 200, "log_every": 4, "lr_g": 1e-30}
+def _collapsed(spec: Path, out: Path, max_steps: int, resume: str | None = None) -> str:
+    """Train with the generator's weights zeroed and a learning rate that keeps them there (every sample is one
+    grey image); what the run printed. 200 samples give 10 bins: one bin filled is a coverage of about 0.1."""
+    train = {"out": str(out), "max_steps": max_steps, "eval_every": 2, "eval_samples": 200, "log_every": 4}
+    printed = io.StringIO()
     options = TrainOptions(
-        str(spec),
-        {"out": str(tmp_path), **train},
-        limit=200,
-        live=False,
-        stdout=out,
+        str(spec), {**train, "lr_g": 1e-30}, resume=resume, limit=200, live=False, stdout=printed
     )
     trainer = Trainer.setup(options)
     try:
-        with torch.no_grad():
-            for p in trainer.gan.generator.parameters():
-                p.zero_()
+        if resume is None:
+            with torch.no_grad():
+                for p in trainer.gan.generator.parameters():
+                    p.zero_()
         trainer.run()
     finally:
         trainer.release()
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("warning: mode collapse")]
+    return printed.getvalue()
+
+
+def _alarms(printed: str) -> list[str]:
+    return [line for line in printed.splitlines() if line.startswith("warning: mode collapse")]
+
+
+def test_a_collapsed_generator_raises_the_alarm_once(tmp_path: Path) -> None:
+    spec = spec_variant(tmp_path)
+    lines = _alarms(_collapsed(spec, tmp_path, 12))
     # Coverage is low from the start, so the alarm waits for half the run (step 6), and says so once.
     assert len(lines) == 1 and lines[0].startswith("warning: mode collapse at step 6: the samples fill 0.")
     assert lines[0].endswith(f"(coverage below {COLLAPSE_COVERAGE:g}); look at the sample grids")
-    collapse = json.loads((only_run(tmp_path) / "run.json").read_text())["collapse"]
+    run = only_run(tmp_path)
+    collapse = json.loads((run / "run.json").read_text())["collapse"]
     assert collapse["step"] == 6 and collapse["threshold"] == COLLAPSE_COVERAGE
     assert collapse["value"] < COLLAPSE_COVERAGE
+    # Once per run, not per session: a resumed run that is still collapsed says nothing more.
+    again = _collapsed(spec, tmp_path, 20, resume=str(run))
+    assert _alarms(again) == [] and "collapse alarm at step 6" in again
+    assert json.loads((run / "run.json").read_text())["collapse"] == collapse
 
 
 @pytest.mark.slow

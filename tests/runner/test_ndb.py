@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runner.metrics.ndb import NDB, NdbBins
+from runner.metrics.ndb import NDB, NdbBins, bins_for
 from tests.runner.test_swd import faces, noise
 
 
@@ -54,3 +54,7 @@ def test_k_means_puts_each_image_nearest_its_own_centre() -> None:
 def test_too_few_images_are_refused() -> None:
     with pytest.raises(ValueError, match="at least k=10"):
         NdbBins.fit(faces(5, 0), k=10)
+
+
+def test_one_bin_per_20_images_between_2_and_100() -> None:
+    assert [bins_for(n) for n in (10, 40, 1000, 2000, 50_000)] == [2, 2, 50, 100, 100]
