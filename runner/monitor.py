@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from archspec.modules import GAN
+from archspec.words import plural
 from runner.data import ImageSet
 from runner.metrics.fid import FidStats, InceptionFeatures, fid_stats, frechet_distance
 from runner.metrics.ndb import NDB, NdbBins, bins_for
@@ -87,7 +88,7 @@ class Evaluation:
         return (
             f"eval step {self.step}: {fid}SWD {self.swd.mean:.1f} (x1e3, levels {levels}), NDB/K {self.ndb.score:.2f} "
             f"({self.ndb.different}/{self.ndb.bins} bins differ), coverage {self.coverage:.2f}, "
-            f"{self.samples} samples in {self.seconds:.1f} s"
+            f"{plural(self.samples, 'sample')} in {self.seconds:.1f} s"
         )
 
 
