@@ -32,7 +32,9 @@ _TAGS = {
 
 
 class Board:
-    """The event file of one run, appended to across resumed sessions (TensorBoard orders points by step)."""
+    """The event files of one run. A resumed session sets ``resumed_at``: TensorBoard then drops the earlier
+    sessions' points after that step (``purge_step``), as metrics.jsonl drops its rows, so a curve never
+    doubles back over the steps trained again."""
 
     def __init__(self, run_dir: Path) -> None:
         try:
@@ -44,11 +46,13 @@ class Board:
         self.folder = run_dir / FOLDER
         self._writer_class = SummaryWriter
         self._writer: SummaryWriter | None = None  # made at the first event: setup leaves no folder behind
+        self.resumed_at: int | None = None
 
     @property
     def writer(self) -> SummaryWriter:
         if self._writer is None:
-            self._writer = self._writer_class(log_dir=str(self.folder))
+            purge = self.resumed_at + 1 if self.resumed_at is not None else None
+            self._writer = self._writer_class(log_dir=str(self.folder), purge_step=purge)
         return self._writer
 
     def row(self, row: Mapping[str, Any]) -> None:

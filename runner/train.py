@@ -225,6 +225,8 @@ class Trainer:
                 self.monitor.resume(self.metrics.rows, self.record.collapse, step)
                 # An alarm raised after the resumed step is about steps trained again: forget it.
                 self.record.collapse = self.monitor.alarm.json() if self.monitor.alarm is not None else None
+            if self.board is not None:
+                self.board.resumed_at = step
         if self.world.is_main and new_folder:
             outputs.write_atomic(self.run_dir / "spec.yaml", self.resolved.text.encode("utf-8"))
         self._write_run_json("running")

@@ -41,6 +41,22 @@ def test_losses_metrics_and_grids_are_in_the_event_file(cli: Cli, tmp_path: Path
     assert all(e.encoded_image_string.startswith(b"\x89PNG") and e.width > 16 for e in images)
 
 
+def test_a_resumed_run_replaces_the_points_after_its_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    spec = spec_variant(tmp_path)
+    args = ("--out", tmp_path, "--limit", 64, "--log-every", 2, "--checkpoint-every", 4, "--tensorboard")
+    assert cli("train", spec, *args, "--max-steps", 8).code == 0
+    run = only_run(tmp_path)
+    # As after a kill between steps 4 and 8: steps 6 and 8 were logged, the newest checkpoint is step 4.
+    for name in ("last.pt", "step_000008.pt"):
+        (run / "checkpoints" / name).unlink()
+    resumed = cli("train", spec, *args, "--max-steps", 8, "--resume", run)
+    assert resumed.code == 0, resumed.err
+    events = event_accumulator.EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/discriminator")] == [2, 4, 6, 8]  # not 2, 4, 6, 8, 6, 8
+
+
 def test_without_tensorboard_one_line_says_what_to_install(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
