@@ -226,12 +226,16 @@ def loss_figure(rows: Sequence[Mapping[str, Any]], title: str, loss: str = "bce"
 
 
 def _quality_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """SWD on the left axis (lower is better); NDB/K and coverage, both in [0, 1], on the right."""
+    """SWD (and FID) on the left axis, lower is better; NDB/K and coverage, both in [0, 1], on the right."""
+    left = [("swd", "SWD ×1e3", "o", "tab:purple"), ("fid", "FID", "D", "tab:blue")]
+    for key, label, marker, colour in left:
+        # FID's values are of the order of SWD ×1e3's: one axis serves both.
+        points = [(row["step"], row[key]) for row in rows if _is_number(row.get(key))]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=marker, markersize=3, color=colour, label=label)
+    names = [label for key, label, _, _ in left if any(key in row for row in rows)]
+    ax.set_ylabel(f"{', '.join(names)} (lower is better)")
     steps = [row["step"] for row in rows]
-    ax.plot(
-        steps, [row["swd"] for row in rows], marker="o", markersize=3, color="tab:purple", label="SWD ×1e3"
-    )
-    ax.set_ylabel("SWD ×1e3 (lower is better)")
     right = ax.twinx()
     right.plot(steps, [row["ndb"] for row in rows], marker="s", markersize=3, color="tab:red", label="NDB/K")
     right.plot(
