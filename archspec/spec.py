@@ -148,6 +148,10 @@ class Train(_Frozen):
     compile: bool = False
     data_on_device: Literal["auto", "always", "never"] = "auto"
     sync_batchnorm: bool = False
+    # Quality during training (runner.monitor): SWD and NDB/K of eval_samples samples every eval_every steps.
+    eval_every: Size | None = None
+    eval_samples: Annotated[int, Field(ge=20, le=1_000_000)] = 1000
+    tensorboard: bool = False
 
 
 class Spec(_Frozen):

@@ -1,4 +1,4 @@
-"""Sub-commands the trainer adds to ``archspec`` (train, sample, data pack, bench).
+"""Sub-commands the trainer adds to ``archspec`` (train, sample, data pack, bench, eval).
 
 ``archspec.cli`` finds ``register`` through the ``archspec.commands`` entry point, so the compiler never imports
 the runner. This module must stay light: argparse only; torch is imported inside the commands. Every command
@@ -92,6 +92,15 @@ paired images (a dataset 'inputs' of condition images, pix2pix's A, beside 'imag
       SRC holds the targets, --inputs the condition images, matched by relative file name (by order when
       either is a .npy); each pair must have one size
 """
+_EVAL_EXAMPLE = """examples:
+  archspec eval runs/tiny/20261128-021500 --data synthetic --n 2000      swd and ndb without Inception weights
+  archspec eval runs/conv_gan/20261128-021500/checkpoints/last.pt --data celeba128.h5 --json
+  archspec eval RUN --data celeba128.h5 --metrics fid,kid --inception pt_inception-2015-12-05-6726825d.pth
+
+Metrics: fid, kid, pr (precision/recall, k=3), is on the FID Inception-v3 (weights from --inception, the torch hub
+cache, or a download); swd and ndb on the pixels, without weights. Default: all six when the weights are found,
+else swd,ndb. The real images' Inception features are cached in DATA.archspec-ref/ beside the data file.
+"""
 
 
 def register(subparsers: SubParsers) -> None:
@@ -100,6 +109,7 @@ def register(subparsers: SubParsers) -> None:
     _add_sample(subparsers)
     _add_data(subparsers)
     _add_bench(subparsers)
+    _add_eval(subparsers)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -276,6 +286,42 @@ def _classes(names: tuple[str, ...], counts: tuple[int, ...]) -> str:
     return f"{plural(len(names), 'class', 'classes')} (images each): {shown}{more}"
 
 
+def eval_command(args: argparse.Namespace) -> int:
+    """``archspec eval``: metrics of a checkpoint's images against a data set, as a table or JSON."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from runner.evaluate import EvalOptions, evaluate, format_report, parse_metrics
+
+    options = EvalOptions(
+        target=Path(args.target),
+        data=args.data,
+        n=args.n,
+        metrics=parse_metrics(args.metrics) if args.metrics is not None else None,
+        inception=Path(args.inception) if args.inception is not None else None,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+    )
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        report = evaluate(options, advance)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report))
+    return 0
+
+
 # --- parsers ------------------------------------------------------------------------------------------------------
 
 
@@ -443,6 +489,39 @@ def _add_bench(subparsers: SubParsers) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     parser.set_defaults(func=_guarded(bench_command))
+
+
+def _add_eval(subparsers: SubParsers) -> None:
+    parser = _parser(subparsers, "eval", "measure a checkpoint's images against a data set", _EVAL_EXAMPLE)
+    parser.add_argument(
+        "target",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a .pt file written by archspec train, or a run folder (its newest)",
+    )
+    parser.add_argument(
+        "--data", required=True, metavar="PATH|synthetic", help="the real images: an HDF5 file or synthetic"
+    )
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=10_000,
+        help="images generated, and real images read (default 10,000, as FID is reported)",
+    )  # 10,000: runner.evaluate.DEFAULT_N, not imported here since it would bring torch
+    parser.add_argument(
+        "--metrics", metavar="LIST", help="some of fid,kid,pr,is,swd,ndb (default: see below)"
+    )
+    parser.add_argument("--inception", metavar="PATH", help="the FID Inception weights file (.pth)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        metavar="B",
+        help="images per Inception pass (default 64)",
+    )
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default 0)")
+    parser.set_defaults(func=_guarded(eval_command))
 
 
 def _parser(subparsers: SubParsers, name: str, help: str, example: str) -> argparse.ArgumentParser:

@@ -59,6 +59,9 @@ FLAG_HELP: dict[str, str] = {
     "compile": "torch.compile both networks",
     "data_on_device": "copy the uint8 images to the device once: auto (when they fit), always or never",
     "sync_batchnorm": "synchronise batch-norm statistics across processes (multi-GPU runs only)",
+    "eval_every": "measure SWD and NDB/K of the samples every N steps, keep the best as checkpoints/best.pt; 'none' for off",
+    "eval_samples": "generated (and real) images per evaluation (default 1000)",
+    "tensorboard": "also write TensorBoard events into RUN/tensorboard (pip install 'archspec[tensorboard]')",
 }
 
 _METAVARS = {"data": "PATH|synthetic|random", "device": "auto|cpu|cuda|cuda:N", "out": "DIR"}

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.data import ImageSet
+from runner.grids import generator_args
 from runner.sample import LoadedGenerator
 
 
@@ -73,6 +74,5 @@ def class_fidelity(
     labels = torch.arange(feeds.classes).repeat_interleave(per_class)
     latents = loaded.gan.latent(len(labels), generator=gen)
     device = next(loaded.gan.generator.parameters()).device
-    given = {"latent": latents.to(device), "label": labels.to(device)}
-    images = loaded.gan.generator(*[given[kind] for kind in feeds.generator])
+    images = loaded.gan.generator(*generator_args(feeds, latents.to(device), labels.to(device)))
     return float((classifier.predict(images) == labels).float().mean())

@@ -44,14 +44,29 @@ class SampleGrid:
         count = next(t.shape[0] for t in (self.latents, self.labels, self.inputs) if t is not None)
         parts = []
         for lo in range(0, count, chunk):
-            given = {"latent": self.latents, "label": self.labels, "condition": self.inputs}
-            args = [_rows(given[kind], lo, chunk) for kind in self.feeds.generator]
+            args = generator_args(
+                self.feeds,
+                _rows(self.latents, lo, chunk),
+                _rows(self.labels, lo, chunk),
+                _rows(self.inputs, lo, chunk),
+            )
             parts.append(generator(*args).float().cpu())
         made = torch.cat(parts)
         if self.inputs is None or self.targets is None:
             return made
         shown = shown_like(self.inputs.float().cpu(), made)
         return torch.stack([shown, made, self.targets.float().cpu()], dim=1).flatten(0, 1)
+
+
+def generator_args(
+    feeds: Conditioning,
+    latents: torch.Tensor | None,
+    labels: torch.Tensor | None = None,
+    inputs: torch.Tensor | None = None,
+) -> list[torch.Tensor | None]:
+    """The generator's arguments in the order its spec declares its inputs (latent, label, conditioning image)."""
+    given = {"latent": latents, "label": labels, "condition": inputs}
+    return [given[kind] for kind in feeds.generator]
 
 
 def class_grid(

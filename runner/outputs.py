@@ -153,12 +153,25 @@ def _is_metrics_row(row: Mapping[str, Any]) -> bool:
     step = row.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         return False
-    return all(
-        isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool) for key in _PLOTTED
-    )
+    return is_loss_row(row) or is_quality_row(row)
+
+
+def is_loss_row(row: Mapping[str, Any]) -> bool:
+    """A row of losses (every ``log_every`` steps), as opposed to an evaluation's."""
+    return all(_is_number(row.get(key)) for key in _PLOTTED)
+
+
+def is_quality_row(row: Mapping[str, Any]) -> bool:
+    """A row of an evaluation (every ``eval_every`` steps: SWD, NDB/K, coverage)."""
+    return all(_is_number(row.get(key)) for key in _QUALITY)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _PLOTTED = ("loss_d", "loss_g", "d_real", "d_fake")
+_QUALITY = ("swd", "ndb", "coverage")
 
 
 # What the logged mean D(x) and D(G(z)) are under each loss: the label of the lower plot's axis.
@@ -173,7 +186,8 @@ SCORE_AXES = {
 
 def plot_losses(rows: Sequence[Mapping[str, Any]], path: Path, title: str, loss: str = "bce") -> None:
     """loss.png: D and G loss against the step (the seed's plot), and mean D(x), D(G(z)) beneath, labelled as
-    what they are under ``loss`` (probabilities only for ``bce``); the legends sit beside the plots."""
+    what they are under ``loss`` (probabilities only for ``bce``); the legends sit beside the plots. A run with
+    evaluations gets a third panel: SWD, and NDB/K and coverage on an axis of their own."""
     fig = loss_figure(rows, title, loss)
     _write_png(path, lambda tmp: fig.savefig(tmp, format="png"))
 
@@ -183,9 +197,12 @@ def loss_figure(rows: Sequence[Mapping[str, Any]], title: str, loss: str = "bce"
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 6), dpi=100)
+    quality = [row for row in rows if is_quality_row(row)]
+    rows = [row for row in rows if is_loss_row(row)]
+    fig = Figure(figsize=(10, 9 if quality else 6), dpi=100)
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    axes = fig.subplots(3 if quality else 2, 1, sharex=True)
+    top, bottom = axes[0], axes[1]
     steps = [row["step"] for row in rows]
     for key, label in (("loss_d", "discriminator"), ("loss_g", "generator")):
         top.plot(steps, [row[key] for row in rows], marker=".", markersize=3, linewidth=0.8, label=label)
@@ -196,13 +213,44 @@ def loss_figure(rows: Sequence[Mapping[str, Any]], title: str, loss: str = "bce"
     bottom.set_ylabel(SCORE_AXES.get(loss, "mean D score"))
     if loss == "bce":
         bottom.set_ylim(-0.02, 1.02)
-    bottom.set_xlabel("step")
-    for ax in (top, bottom):
+    axes[-1].set_xlabel("step")
+    for ax in axes:
         ax.grid(True, alpha=0.3)
+    for ax in (top, bottom):
         # Outside the axes, to the right: a legend inside covers the curves it names.
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    if quality:
+        _quality_panel(axes[2], quality)
     fig.tight_layout()
     return fig
+
+
+def _quality_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """SWD (and FID) on the left axis, lower is better; NDB/K and coverage, both in [0, 1], on the right."""
+    left = [("swd", "SWD ×1e3", "o", "tab:purple"), ("fid", "FID", "D", "tab:blue")]
+    for key, label, marker, colour in left:
+        # FID's values are of the order of SWD ×1e3's: one axis serves both.
+        points = [(row["step"], row[key]) for row in rows if _is_number(row.get(key))]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=marker, markersize=3, color=colour, label=label)
+    names = [label for key, label, _, _ in left if any(key in row for row in rows)]
+    ax.set_ylabel(f"{', '.join(names)} (lower is better)")
+    steps = [row["step"] for row in rows]
+    right = ax.twinx()
+    right.plot(steps, [row["ndb"] for row in rows], marker="s", markersize=3, color="tab:red", label="NDB/K")
+    right.plot(
+        steps,
+        [row["coverage"] for row in rows],
+        marker="^",
+        markersize=3,
+        color="tab:green",
+        label="coverage",
+    )
+    right.set_ylim(-0.02, 1.02)
+    right.set_ylabel("NDB/K, coverage")
+    # One legend for both axes, beyond the right axis's labels.
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.09, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def grid_shape(n: int, columns: int | None = None) -> tuple[int, int]:
@@ -222,7 +270,7 @@ def save_grid(
 ) -> None:
     """A PNG grid of float images (N, C, H, W) in ``value_range``, row by row, ``columns`` wide (or as square as
     possible); 1 channel is grey, 3 RGB, others their first."""
-    pixels = _to_uint8(images.detach().float().cpu(), value_range)
+    pixels = to_uint8(images.detach().float().cpu(), value_range)
     n, channels, height, width = pixels.shape
     _rows, columns = grid_shape(n, columns)
     width_px, height_px = grid_size(n, height, width, columns)
@@ -238,13 +286,14 @@ def save_grid(
 
 def save_image(image: torch.Tensor, path: Path, value_range: tuple[float, float]) -> None:
     """One float image (C, H, W) in ``value_range`` as a PNG of its own size: grey for 1 channel, else RGB."""
-    pixels = _to_uint8(image.detach().float().cpu()[None], value_range)[0]
+    pixels = to_uint8(image.detach().float().cpu()[None], value_range)[0]
     array = pixels[0].numpy() if pixels.shape[0] != 3 else pixels.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array, mode="L" if pixels.shape[0] != 3 else "RGB")
     _write_png(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
-def _to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+def to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Float images in ``value_range`` as uint8 pixels (rounded, clamped; NaN as 0), on their device."""
     low, high = value_range
     scaled = (images - low) / (high - low) * 255.0
     return scaled.nan_to_num(0.0).round().clamp(0, 255).to(torch.uint8)
@@ -309,6 +358,13 @@ class ProgressDisplay:
         """Move the bar to ``step`` (cheap: no device sync, only the counter)."""
         if self._progress is not None:
             self._progress.update(self._task, completed=step, epoch=epoch)
+
+    def note(self, line: str) -> None:
+        """Print a line of its own (an evaluation, a warning) above the bar when live."""
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def log(self, row: Mapping[str, Any], epoch: str) -> None:
         """Show a metrics row: in the bar's fields when live, else as one plain line."""

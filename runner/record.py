@@ -91,6 +91,11 @@ class RunRecord:
         self.notes: list[str] = []
         self.temporary = False  # a dry run in a temporary folder, removed at the end
         previous = _read_json(run_dir / "run.json") or {}
+        # The evaluations (runner.monitor): the latest and the best score, and the collapse alarm, once per run.
+        self.quality: dict[str, Any] | None = None
+        self.inception: Path | None = None  # the Inception weights the evaluations use for FID, if any
+        collapse = previous.get("collapse")
+        self.collapse: dict[str, Any] | None = collapse if isinstance(collapse, dict) else None
         sessions = previous.get("sessions")
         self._previous_sessions: list[Any] = sessions if isinstance(sessions, list) else []
         self._session: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
@@ -124,6 +129,12 @@ class RunRecord:
             + (f", l1_weight {cfg.l1_weight:g}" if self.resolved.feeds.condition is not None else "")
             + (f", {cfg.precision}" if cfg.precision != "fp32" else ""),
         ]
+        if cfg.eval_every is not None:
+            lines.append(
+                f"  eval     every {plural(cfg.eval_every, 'step')} and at the end: {_eval_metrics(self.inception)} of "
+                f"{min(cfg.eval_samples, info.count):,} samples; checkpoints/best.pt keeps the lowest "
+                + ("FID" if self.inception else "SWD")
+            )
         if self.world.distributed:
             lines.append(
                 f"  world    {distributed.describe_world(self.world, self.device)}: batch {cfg.batch_size} per "
@@ -162,6 +173,14 @@ class RunRecord:
         )
         if report.checkpoint is not None:
             print(f"  checkpoint {report.checkpoint}", file=self.out)
+        if self.quality is not None:
+            print(f"  {_quality_line(self.quality)}", file=self.out)
+        if self.collapse is not None:
+            print(
+                f"  collapse alarm at step {self.collapse['step']}: coverage {self.collapse['value']:.2f} "
+                f"< {self.collapse['threshold']:g}",
+                file=self.out,
+            )
         if report.ranks_identical is not None:
             same = "identical" if report.ranks_identical else "DIFFERENT (a bug: please report it)"
             print(f"  weights of the {report.world_size} ranks: {same}", file=self.out)
@@ -206,6 +225,8 @@ class RunRecord:
             "python": platform.python_version(),
             "status": status,
             "report": session.get("report"),
+            "quality": self.quality,
+            "collapse": self.collapse,
             "sessions": [*self._previous_sessions, session],
         }
         outputs.write_json(self.run_dir / "run.json", doc)
@@ -291,6 +312,21 @@ def _conditions(data: ImageSet) -> str:
     if data.inputs is not None:
         parts.append(f"paired inputs {_chw(tuple(data.inputs.shape[1:]))}")
     return "".join(f", {p}" for p in parts)
+
+
+def _eval_metrics(inception: Path | None) -> str:
+    plain = "SWD, NDB/K and coverage"
+    return plain if inception is None else f"FID (Inception weights {inception}), {plain}"
+
+
+def _quality_line(quality: Mapping[str, Any]) -> str:
+    last = quality["last"]
+    fid = f"FID {last['fid']:.2f}, " if "fid" in last else ""
+    return (
+        f"quality at step {last['step']}: {fid}SWD {last['swd']:.1f} (x1e3), NDB/K {last['ndb']:.2f}, coverage "
+        f"{last['coverage']:.2f}; best {quality['best_metric'].upper()} {quality['best_value']:.2f} in "
+        f"{quality['best']}"
+    )
 
 
 def _hwc(shape: tuple[int, int, int]) -> str:

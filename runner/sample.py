@@ -150,7 +150,9 @@ def default_out(checkpoint: Path, step: int, seed: int, n: int, label: str | Non
     for one class) for a checkpoint of a run folder, the checkpoint's own folder for a loose file."""
     run = ckpt.run_dir_of(checkpoint)
     folder = run / "samples" if run is not None else checkpoint.parent
-    of_class = "" if label is None else "_class" + "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+    of_class = (
+        "" if label is None else "_class" + "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+    )
     return folder / f"sample_step{step:06d}_seed{seed}_n{n}{of_class}.png"
 
 

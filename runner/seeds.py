@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 LATENT_STREAM, SAMPLE_STREAM, GLOBAL_STREAM = 1, 2, 3
+EVAL_STREAM = 4  # the real images and latents of the evaluations (runner.monitor)
 
 
 def seed_everything(seed: int) -> None:

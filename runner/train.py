@@ -40,6 +40,9 @@ from runner.data import Batch, ImageSet, epoch_generator, epoch_permutation, ope
 from runner.device import World, fits_on_device, peak_memory, prepare_device, resolve_device, synchronize
 from runner.errors import RunError
 from runner.finite import NonFiniteLoss, check_losses, check_weights
+from runner.metrics.fid import InceptionFeatures
+from runner.metrics.weights import find_inception, load_inception
+from runner.monitor import BEST, Monitor
 from runner.prefetch import prefetched
 from runner.record import RunRecord, TrainReport, console
 from runner.run_folder import LOCK_NAME, RunLock, check_layout, sweep_temporaries
@@ -48,6 +51,7 @@ from runner.schedule import images_per_step, plan_steps
 from runner.seeds import GLOBAL_STREAM, LATENT_STREAM, SAMPLE_STREAM, derived_seed, seed_everything
 from runner.step import GanStep, build_gan
 from runner.stopping import StopNow, StopRequest, stop_on_signals
+from runner.tensorboard import Board
 
 __all__ = ["NonFiniteLoss", "TrainOptions", "TrainReport", "Trainer", "train"]
 
@@ -141,6 +145,18 @@ class Trainer:
         self._stop_agreed = False  # under torchrun: some rank asked to stop, as of the last log step
         self._session_start = time.perf_counter()
         self._log_start = (self._session_start, 0)
+        # Quality: rank 0 measures (runner.monitor) and tells the others whether to write best.pt.
+        self.monitor: Monitor | None = None
+        if self.cfg.eval_every is not None and self.world.is_main:
+            # FID where the Inception weights are in the torch hub cache; training never downloads them.
+            path = find_inception(None)
+            inception = InceptionFeatures(load_inception(path, device), device) if path is not None else None
+            self.record.inception = path
+            self.monitor = Monitor(
+                data, gan, self.cfg.eval_samples, self.cfg.seed, device, inception, self.feeds
+            )
+        self.evaluated_at: int | None = None
+        self.board = Board(run_dir) if self.cfg.tensorboard and self.world.is_main else None
 
     # --- setup ---------------------------------------------------------------------------------------------------
 
@@ -219,6 +235,12 @@ class Trainer:
                 )
             # Drops rows logged after the checkpoint (steps about to be trained again): a write, rank 0's alone.
             self.metrics = outputs.MetricsLog(self.run_dir / "metrics.jsonl", upto_step=step)
+            if self.monitor is not None:
+                self.monitor.resume(self.metrics.rows, self.record.collapse, step)
+                # An alarm raised after the resumed step is about steps trained again: forget it.
+                self.record.collapse = self.monitor.alarm.json() if self.monitor.alarm is not None else None
+            if self.board is not None:
+                self.board.resumed_at = step
         if self.world.is_main and new_folder:
             outputs.write_atomic(self.run_dir / "spec.yaml", self.resolved.text.encode("utf-8"))
         self._write_run_json("running")
@@ -228,6 +250,8 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        if self.board is not None:
+            self.board.close()
 
     def _restore(self, state: Mapping[str, Any], path: Path) -> None:
         self.pos, notes = restore(state, path, self.step, self.world)
@@ -366,6 +390,9 @@ class Trainer:
             self._flush_log(display)
         if step % self.cfg.sample_every == 0:
             self._sample(self.run_dir / "samples" / f"step_{step:06d}.png")
+            self._show(self.run_dir / "samples" / f"step_{step:06d}.png")
+        if self.cfg.eval_every is not None and step % self.cfg.eval_every == 0:
+            self._evaluate(display)
         if step % self.cfg.checkpoint_every == 0:
             self._save(self.run_dir / "checkpoints" / ckpt.step_name(step))
 
@@ -395,6 +422,8 @@ class Trainer:
         if not self.world.is_main:
             return
         self.metrics.append(row)
+        if self.board is not None:
+            self.board.row(row)
         if display is not None:
             display.log(row, self._epoch_label())
 
@@ -439,11 +468,14 @@ class Trainer:
         outputs.save_grid(images, path, self.resolved.value_range, self.grid.columns)
         self.record.written.append(path)
 
-    def _save(self, path: Path) -> None:
-        """Write a checkpoint (rank 0); every rank takes part, checking its losses and handing over its RNGs."""
+    def _save(self, path: Path, periodic: bool = True) -> None:
+        """Write a checkpoint (rank 0); every rank takes part, checking its losses and handing over its RNGs.
+
+        ``periodic``: a checkpoint to resume from (best.pt is not one: the failure messages name the last)."""
         self._check_finite(self.pos.step)
         rngs = distributed.gather(ckpt.capture_rng(self.latent_rng), self.world)
-        self.last_checkpoint = path
+        if periodic:
+            self.last_checkpoint = path
         if not self.world.is_main:
             return
         path.parent.mkdir(exist_ok=True)
@@ -454,6 +486,53 @@ class Trainer:
         ckpt.save_checkpoint(path, state)
         self.record.written.append(path)
 
+    # --- quality ---------------------------------------------------------------------------------------------------
+
+    def _evaluate(self, display: outputs.ProgressDisplay | None) -> None:
+        """Measure the samples (rank 0, the others wait) and write best.pt (every rank) if they are the best yet."""
+        self.evaluated_at = self.pos.step
+        if distributed.from_main(self.world, lambda: self._measure(display)):
+            self._save(self.best_path, periodic=False)
+
+    def _measure(self, display: outputs.ProgressDisplay | None) -> bool:
+        """Rank 0's evaluation: the metrics row, its line, the alarm; whether it is the best so far."""
+        assert self.monitor is not None  # made on rank 0 whenever eval_every is set
+        net = self.step.ema.module if self.step.ema is not None else self.gan.generator
+        evaluation = self.monitor.evaluate(net, self.pos.step)
+        row = evaluation.row(self.pos.epoch + 1)
+        self.metrics.append(row)
+        if self.board is not None:
+            self.board.row(row)
+        lines = [evaluation.line()]
+        alarm = self.monitor.check_collapse(evaluation, self.total)
+        if alarm is not None:
+            lines.append(alarm.line())
+            self.record.collapse = alarm.json()
+        improved = self.monitor.improved(evaluation)
+        self.record.quality = {
+            "last": row,
+            "best_metric": self.monitor.metric,
+            "best_value": self.monitor.best,
+            "best": str(self.best_path),
+        }
+        for line in lines:
+            if display is not None:
+                display.note(line)
+            else:
+                print(line, file=self.out, flush=True)
+        if alarm is not None:
+            self._write_run_json("running")  # the alarm is on disk while the run goes on
+        return improved
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / BEST
+
+    def _show(self, grid: Path) -> None:
+        """A sample grid rank 0 wrote, on TensorBoard too."""
+        if self.board is not None:
+            self.board.grid(grid, self.pos.step)
+
     # --- cleanup -------------------------------------------------------------------------------------------------
 
     def remove_temporary(self) -> None:
@@ -463,6 +542,9 @@ class Trainer:
 
     def _finish(self) -> None:
         self._sample(self.run_dir / "samples" / "final.png")
+        self._show(self.run_dir / "samples" / "final.png")
+        if self.cfg.eval_every is not None and self.evaluated_at != self.pos.step:
+            self._evaluate(None)  # the final report gives the quality of the weights the run ends with
         self._save(self.run_dir / "checkpoints" / ckpt.LAST)
         self._plot()
 

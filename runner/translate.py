@@ -19,6 +19,7 @@ from runner.checkpoint import run_dir_of
 from runner.data import to_float
 from runner.device import resolve_device
 from runner.errors import RunError
+from runner.grids import generator_args
 from runner.outputs import check_output, save_image
 from runner.pack import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, resized_size
 from runner.sample import CHUNK, LoadedGenerator, check_seed, checkpoint_in, load_generator
@@ -80,12 +81,13 @@ def translate(
     inputs = to_float(pixels, loaded.value_range)
     with torch.no_grad():
         for lo in range(0, len(files), CHUNK):
-            given = {
-                "latent": None if latents is None else latents[lo : lo + CHUNK].to(target),
-                "label": None if labels is None else labels[lo : lo + CHUNK].to(target),
-                "condition": inputs[lo : lo + CHUNK].to(target),
-            }
-            made = loaded.gan.generator(*[given[kind] for kind in feeds.generator]).float().cpu()
+            args = generator_args(
+                feeds,
+                None if latents is None else latents[lo : lo + CHUNK].to(target),
+                None if labels is None else labels[lo : lo + CHUNK].to(target),
+                inputs[lo : lo + CHUNK].to(target),
+            )
+            made = loaded.gan.generator(*args).float().cpu()
             for image, path in zip(made, targets[lo : lo + CHUNK], strict=True):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image(image, path, loaded.value_range)

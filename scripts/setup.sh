@@ -12,3 +12,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==${ARCHSPEC_TORCH:-2.13.0}"
 fi
 "$PY" -m pip install --quiet -e ".[test]"
+# torch-fidelity is the peer the FID tests check our Inception network and metrics against (tests/runner/
+# test_fid.py, test_inception.py). It is installed without its declared dependencies: pip would resolve its
+# torchvision to the newest, whose exact torch pin replaces the CPU torch above with a CUDA build; the tests need
+# only torch, numpy and tqdm (test extra) and give it an empty stand-in for torchvision.
+"$PY" -m pip install --quiet --no-deps "torch-fidelity==0.4.0"

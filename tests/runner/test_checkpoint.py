@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import runner.sample
 from archspec.modules import build
 from runner.checkpoint import best_checkpoint, find_resume, load_checkpoint, save_checkpoint
 from runner.errors import RunError
-from tests.runner.conftest import TINY, Cli, one_error_line, only_run, spec_variant
+from tests.runner.conftest import TINY, Cli, assert_same, one_error_line, only_run, spec_variant
 
 
 def _with_dropout(data: dict[str, Any]) -> None:
@@ -28,21 +27,6 @@ def _with_dropout(data: dict[str, Any]) -> None:
 def _critic(data: dict[str, Any]) -> None:
     _with_dropout(data)
     data["discriminator"]["layers"].pop()  # no sigmoid: raw critic scores
-
-
-def _assert_same(a: Any, b: Any, where: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, Mapping):
-        assert isinstance(b, Mapping) and set(a) == set(b), where
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert isinstance(b, list | tuple) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def _train(cli: Cli, spec: Path, out: Path, *args: Any) -> Path:
@@ -89,7 +73,7 @@ def test_n_steps_then_resume_then_n_steps_equals_2n_steps(cli: Cli, tmp_path: Pa
     a = load_checkpoint(whole / "checkpoints" / "last.pt")
     b = load_checkpoint(split / "checkpoints" / "last.pt")
     for key in ("generator", "discriminator", "ema", "opt_g", "opt_d", "rng", "step", "epoch", "batch"):
-        _assert_same(a[key], b[key], key)
+        assert_same(a[key], b[key], key)
     assert a["step"] == 12 and a["epoch"] == 2 and a["generator"]
     # The metrics continue too: every loss of the resumed half equals the one-go run's.
     rows_a = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]

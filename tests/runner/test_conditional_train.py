@@ -22,7 +22,7 @@ from runner.fidelity import class_fidelity, train_classifier
 from runner.outputs import grid_size
 from runner.sample import load_generator
 from tests.runner.conftest import SPECS, Cli, one_error_line, only_run
-from tests.runner.test_checkpoint import _assert_same
+from tests.runner.conftest import assert_same as _assert_same
 
 DIGITS = SPECS / "digits"
 CPU = torch.device("cpu")
@@ -270,7 +270,9 @@ def test_a_super_resolution_run_makes_its_inputs_from_its_images() -> None:
     assert isinstance(srgan, Conditioning) and isinstance(pix2pix, Conditioning)
     assert super_resolution(srgan, (3, 256, 256)) and not super_resolution(pix2pix, (3, 256, 256))
     # flat colours stay themselves; a left-dark, right-bright image stays so, smaller
-    colours = torch.randint(0, 256, (3, 3, 1, 1), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    colours = torch.randint(
+        0, 256, (3, 3, 1, 1), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
     images = colours.expand(3, 3, 32, 32).clone()
     images[2, :, :, 16:] = 255
     images[2, :, :, :16] = 0
@@ -298,3 +300,17 @@ def test_the_zoo_conditional_specs_run_a_dry_run(cli: Cli, name: str) -> None:
     result = cli("train", SPECS / "zoo" / f"{name}.yaml", "--dry-run", "--batch-size", 2, "--d-steps", 1)
     assert result.code == 0, result.err
     assert "dry run: one step of everything" in result.out
+
+
+def test_a_conditional_run_is_evaluated_during_training_and_by_eval(
+    cli: Cli, digits: Path, tmp_path: Path
+) -> None:
+    args = ("--max-steps", 4, "--limit", 256, "--eval-every", 2, "--eval-samples", 120, "--log-every", 2)
+    run = _train(cli, DIGITS / "acgan.yaml", digits, tmp_path, *args)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "swd" in row] == [2, 4]
+    assert (run / "checkpoints" / "best.pt").is_file()
+    measured = cli("eval", run, "--data", digits, "--n", 100, "--json")
+    assert measured.code == 0, measured.err
+    doc = json.loads(measured.out)
+    assert doc["generated_images"] == 100 and doc["metrics"]["swd"] > 0

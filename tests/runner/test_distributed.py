@@ -222,3 +222,18 @@ def test_a_class_conditional_spec_trains_under_ddp(tmp_path: Path) -> None:
     doc = json.loads((run / "run.json").read_text())
     assert doc["ranks_identical"] is True and doc["world_size"] == 2
     assert {"aux_d", "aux_g", "acc_real"} <= _rows(run)[-1].keys()
+
+
+def test_rank_0_evaluates_and_every_rank_writes_best_pt_together(tmp_path: Path) -> None:
+    # Rank 0 measures while the other waits; both join the checkpoint write of best.pt (a gather of RNGs).
+    out = tmp_path / "runs"
+    result = _train(out, "--eval-every", 3, "--eval-samples", 40)
+    assert result.code == 0, result.err
+    run = only_run(out)
+    assert result.out.count("eval step 3:") == 1 and result.out.count("eval step 6:") == 1
+    evaluations = [row for row in _rows(run) if "swd" in row]
+    assert [row["step"] for row in evaluations] == [3, 6]
+    best = min(evaluations, key=lambda row: row["swd"])
+    state = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert state["step"] == best["step"] and len(state["rng_ranks"]) == 2
+    assert json.loads((run / "run.json").read_text())["ranks_identical"] is True

@@ -9,7 +9,7 @@ import pytest
 
 from runner.checkpoint import load_checkpoint
 from tests.runner.conftest import SPECS, Cli, only_run
-from tests.runner.test_checkpoint import _assert_same
+from tests.runner.conftest import assert_same as _assert_same
 
 SNGAN = SPECS / "zoo" / "mimicry_sngan32.yaml"
 

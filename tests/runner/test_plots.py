@@ -38,3 +38,27 @@ def test_legends_sit_beside_the_plots_and_the_axis_names_the_scores(loss: str) -
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     plot_losses(ROWS, tmp_path / "loss.png", "tiny: losses", "bce_logits")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluations_get_a_third_panel_with_every_metric_in_its_legend() -> None:
+    quality = [
+        {"step": s, "swd": 100.0 - s / 2, "ndb": 0.5, "coverage": 0.8, "fid": 80.0 - s / 3} for s in (50, 100)
+    ]
+    fig = loss_figure([*ROWS, *quality], "tiny: losses")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's canvas has one
+    top, _bottom, panel, right = fig.axes  # the panel's twin axis (NDB/K, coverage) comes last
+    assert [line.get_xdata().tolist() for line in top.get_lines()] == [list(range(10, 110, 10))] * 2
+    assert panel.get_ylabel() == "SWD ×1e3, FID (lower is better)" and right.get_ylim()[1] > 1.0
+    legend = panel.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["SWD ×1e3", "FID", "NDB/K", "coverage"]
+    box = legend.get_window_extent(renderer)
+    assert not box.overlaps(panel.get_window_extent(renderer))  # beside the panel,
+    assert not box.overlaps(right.yaxis.get_tightbbox(renderer))  # beyond the right axis's ticks and name
+    assert fig.bbox.contains(*legend.get_window_extent(renderer).p1)
+
+
+def test_without_fid_the_panel_shows_swd_alone_on_its_left_axis() -> None:
+    quality = [{"step": 50, "swd": 100.0, "ndb": 0.5, "coverage": 0.8}]
+    panel = loss_figure([*ROWS, *quality], "tiny: losses").axes[2]
+    assert panel.get_ylabel() == "SWD ×1e3 (lower is better)" and len(panel.get_lines()) == 1

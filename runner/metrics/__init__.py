@@ -1,0 +1,1 @@
+"""Image quality metrics: SWD and NDB/K without downloads; FID, KID, precision/recall and IS on Inception features."""
