@@ -44,6 +44,8 @@ FLAG_HELP: dict[str, str] = {
     "betas": "Adam betas, two numbers",
     "d_steps": "discriminator (critic) updates per generator update",
     "gp_weight": "gradient-penalty weight for wgan_gp",
+    "aux_weight": "weight of a discriminator's class head (AC-GAN) cross-entropy in both losses (default 1)",
+    "l1_weight": "weight of G's L1 to the target in a paired (image-to-image) run (default 100, pix2pix)",
     "ema": "keep an exponential moving average of the generator with this decay (e.g. 0.999); 'none' for off",
     "data_range": "pixel range: auto ([-1, 1] for a tanh generator, else [0, 1]), unit or symmetric",
     "seed": "seed of weights, latents and data order",

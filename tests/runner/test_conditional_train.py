@@ -138,12 +138,15 @@ def test_an_acgan_run_logs_its_class_head_and_draws_a_row_per_class(
     assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == [str(k) for k in range(10)]
 
 
-@pytest.mark.parametrize("spec", ["cgan", "acgan"])
-def test_a_conditional_run_resumes_bit_exactly(cli: Cli, digits: Path, tmp_path: Path, spec: str) -> None:
-    path = DIGITS / f"{spec}.yaml"
-    small = ("--limit", 200, "--batch-size", 16, "--checkpoint-every", 3, "--ema", 0.9)
-    whole = _train(cli, path, digits, tmp_path / "whole", "--max-steps", 6, *small)
-    split = _train(cli, path, digits, tmp_path / "split", "--max-steps", 3, *small)
+@pytest.mark.parametrize("spec", ["cgan", "acgan", "unet"])
+def test_a_conditional_run_resumes_bit_exactly(
+    cli: Cli, digits: Path, lfw_pairs: Path, tmp_path: Path, spec: str
+) -> None:
+    path = SPECS / "examples" / "unet.yaml" if spec == "unet" else DIGITS / f"{spec}.yaml"
+    data = lfw_pairs if spec == "unet" else digits
+    small = ("--limit", 64, "--batch-size", 4, "--shuffle", "--checkpoint-every", 3, "--ema", 0.9)
+    whole = _train(cli, path, data, tmp_path / "whole", "--max-steps", 6, *small)
+    split = _train(cli, path, data, tmp_path / "split", "--max-steps", 3, *small)
     resumed = cli("train", path, "--out", tmp_path / "split", "--resume", split, "--max-steps", 6)
     assert resumed.code == 0, resumed.err
     a = load_checkpoint(whole / "checkpoints" / "last.pt")

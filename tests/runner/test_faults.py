@@ -52,11 +52,11 @@ import sys, time
 import runner.outputs as outputs
 from archspec.cli import main
 save_grid = outputs.save_grid
-def slow(images, path, value_range):
+def slow(images, path, value_range, columns=None):
     if path.name == "final.png":
         print("FINAL WRITES", file=sys.stderr, flush=True)
         time.sleep(2)
-    save_grid(images, path, value_range)
+    save_grid(images, path, value_range, columns)
 outputs.save_grid = slow
 sys.exit(main(sys.argv[1:]))
 """
