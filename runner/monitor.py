@@ -18,7 +18,8 @@ A generator at initialisation makes near-identical images too (dcgan32 at step 0
 0.7 of 255 against the data's 56, coverage 0.02), so a low coverage early says only that training has not
 begun. The alarm therefore fires, once per run, at the first evaluation whose coverage is below
 ``COLLAPSE_COVERAGE`` and either (a) an earlier evaluation of the run had reached twice that (the samples
-spread out, then fell back: collapse) or (b) half the run's steps are done (they never spread out). With
+spread out, then fell back: collapse) or (b) half the run's steps are done and the coverage has not risen since
+the previous evaluation (they never spread out, and are not spreading out now: a slow start is not a collapse). With
 fewer than 6 bins (``eval_samples`` under 120) one bin is already a fifth of them, and the alarm cannot fire.
 """
 
@@ -155,6 +156,7 @@ class Monitor:
         )
         self.best: float | None = None
         self.best_coverage: float | None = None
+        self.last_coverage: float | None = None
         self.alarm: Alarm | None = None
 
     def evaluate(self, generator: nn.Module, step: int) -> Evaluation:
@@ -205,12 +207,14 @@ class Monitor:
 
     def check_collapse(self, evaluation: Evaluation, total_steps: int) -> Alarm | None:
         """The alarm, the first time the samples' coverage is below the threshold after they had spread out
-        or past half the run (module docstring); None otherwise."""
+        or past half the run without still spreading out (module docstring); None otherwise."""
         spread_before = self.best_coverage is not None and self.best_coverage >= 2 * COLLAPSE_COVERAGE
+        spreading = self.last_coverage is not None and evaluation.coverage > self.last_coverage
         self.best_coverage = max(self.best_coverage or 0.0, evaluation.coverage)
+        self.last_coverage = evaluation.coverage
         if self.alarm is not None or evaluation.coverage >= COLLAPSE_COVERAGE:
             return None
-        if not (spread_before or 2 * evaluation.step >= total_steps):
+        if not (spread_before or (2 * evaluation.step >= total_steps and not spreading)):
             return None
         self.alarm = Alarm(evaluation.step, evaluation.coverage, COLLAPSE_COVERAGE)
         return self.alarm
@@ -221,6 +225,7 @@ class Monitor:
         # A session without Inception weights after one with them (or the reverse) starts its best afresh.
         self.best = min((float(row[self.metric]) for row in evaluations if self.metric in row), default=None)
         self.best_coverage = max((float(row["coverage"]) for row in evaluations), default=None)
+        self.last_coverage = float(evaluations[-1]["coverage"]) if evaluations else None
         if alarm is not None and isinstance(alarm.get("step"), int) and alarm["step"] <= step:
             self.alarm = Alarm(alarm["step"], float(alarm["value"]), float(alarm["threshold"]))
 
