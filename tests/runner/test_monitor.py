@@ -196,7 +196,7 @@ def test_with_fid_the_best_is_the_lowest_fid_whatever_the_swd(monitor: Monitor) 
     assert monitor.improved(_evaluation(3, 1.0, swd=90.0, fid=29.0)) and monitor.best == 29.0
 
 
-def _alarms(coverages: list[float], total_steps: int) -> list[int]:
+def _alarm_steps(coverages: list[float], total_steps: int) -> list[int]:
     """The steps at which the alarm fires for evaluations every 10 steps with these coverages."""
     monitor = Monitor.__new__(Monitor)  # check_collapse reads only the coverage history: no data needed
     monitor.best_coverage, monitor.last_coverage, monitor.alarm = None, None, None
@@ -210,8 +210,8 @@ def _alarms(coverages: list[float], total_steps: int) -> list[int]:
 
 def test_the_alarm_waits_for_a_slow_start_and_catches_a_stall_or_a_fall() -> None:
     # still spreading out past half the run (the modern recipe's first minutes): no alarm
-    assert _alarms([0.04, 0.08, 0.10, 0.11, 0.27, 0.47], total_steps=60) == []
+    assert _alarm_steps([0.04, 0.08, 0.10, 0.11, 0.27, 0.47], total_steps=60) == []
     # stuck low past half the run: once, at the first evaluation that did not rise
-    assert _alarms([0.09, 0.06, 0.05, 0.05, 0.05, 0.06], total_steps=60) == [30]
+    assert _alarm_steps([0.09, 0.06, 0.05, 0.05, 0.05, 0.06], total_steps=60) == [30]
     # spread out, then fell back, early in the run: at once
-    assert _alarms([0.3, 0.5, 0.1, 0.1], total_steps=1000) == [30]
+    assert _alarm_steps([0.3, 0.5, 0.1, 0.1], total_steps=1000) == [30]
