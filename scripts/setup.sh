@@ -17,3 +17,11 @@ fi
 # torchvision to the newest, whose exact torch pin replaces the CPU torch above with a CUDA build; the tests need
 # only torch, numpy and tqdm (test extra) and give it an empty stand-in for torchvision.
 "$PY" -m pip install --quiet --no-deps "torch-fidelity==0.4.0"
+# pytorch-fid, the second peer (tests/runner/test_pytorch_fid.py), builds its Inception from torchvision's model
+# code. PyPI's torchvision is a CUDA build whose compiled ops do not load beside a CPU torch, but its pure-Python
+# models work with it. Both go, without dependencies, into .venv/peers, which only the tests put on sys.path:
+# `import torchvision` in .venv itself stays as it was. torchvision 0.N pairs with torch 2.(N-15).
+if [ ! -d .venv/peers/pytorch_fid ]; then
+  TORCHVISION=$("$PY" -c "import torch; print('0.%d.*' % (int(torch.__version__.split('.')[1]) + 15))")
+  "$PY" -m pip install --quiet --no-deps --target .venv/peers "torchvision==$TORCHVISION" "pytorch-fid==0.3.0"
+fi

@@ -21,7 +21,7 @@ from runner.metrics.fid import InceptionFeatures
 from runner.metrics.reference import SUFFIX
 from runner.synthetic import synthetic_faces
 from tests.runner.conftest import ROOT, TINY, Cli, one_error_line, run_archspec
-from tests.runner.peer_fidelity import random_inception, save_in_fidelity_layout
+from tests.runner.peers import random_inception, save_in_fidelity_layout
 
 INCEPTION_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "is", "is_std"}
 PIXEL_KEYS = {"swd", "swd_levels", "ndb", "ndb_different", "ndb_bins"}

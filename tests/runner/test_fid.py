@@ -11,7 +11,7 @@ from runner.metrics import fid as m
 from runner.metrics.fid import InceptionFeatures
 from runner.metrics.swd import sliced_wasserstein
 from runner.synthetic import synthetic_faces
-from tests.runner.peer_fidelity import random_inception, torch_fidelity
+from tests.runner.peers import random_inception, torch_fidelity
 
 Floats = npt.NDArray[np.float32]
 

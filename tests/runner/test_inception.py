@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from runner.errors import RunError
 from runner.metrics import weights
 from runner.metrics.inception import CLASSES, FEATURES, FidInceptionV3, resize_bilinear_tf1
-from tests.runner.peer_fidelity import random_inception, save_in_fidelity_layout, torch_fidelity
+from tests.runner.peers import random_inception, save_in_fidelity_layout, torch_fidelity
 
 
 @pytest.fixture(scope="module")

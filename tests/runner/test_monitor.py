@@ -20,7 +20,7 @@ from runner.monitor import COLLAPSE_COVERAGE, Evaluation, Monitor
 from runner.outputs import is_quality_row
 from runner.train import Trainer, TrainOptions
 from tests.runner.conftest import Cli, assert_same, only_run, spec_variant
-from tests.runner.peer_fidelity import random_inception, save_in_fidelity_layout
+from tests.runner.peers import random_inception, save_in_fidelity_layout
 
 EVAL = ("--eval-every", 4, "--eval-samples", 40)
 

@@ -1,9 +1,11 @@
-"""torch-fidelity, the peer our FID Inception and metrics are checked against, imported without torchvision.
+"""The peers our FID Inception and metrics are checked against, torch-fidelity and pytorch-fid, and random weights.
 
-torch-fidelity's package imports torchvision (for its datasets, CLIP and VGG extractors), whose PyPI build is a
-CUDA build that does not import beside a CPU torch. Its Inception extractor and metric functions use none of it,
-so stand-in torchvision modules holding the few names it imports let the package load. scripts/setup.sh installs
-torch-fidelity (without its dependencies; see there).
+Both import torchvision: torch-fidelity's package for its datasets, CLIP and VGG extractors, pytorch-fid for the
+Inception-v3 it patches into the FID network. PyPI's torchvision is a CUDA build whose compiled operators do not
+load beside a CPU torch; its import then stops in ``torchvision._meta_registrations``, which registers shapes for
+those operators (detection ops, used by neither peer). Its model code is plain Python and runs on any torch, so
+``torchvision()`` imports it with that one module replaced by an empty one. scripts/setup.sh installs
+torch-fidelity into .venv and torchvision and pytorch-fid into .venv/peers (see there), without dependencies.
 """
 
 from __future__ import annotations
@@ -18,24 +20,36 @@ from torch import nn
 
 from runner.metrics.inception import FidInceptionV3
 
+PEERS = Path(sys.prefix) / "peers"  # where scripts/setup.sh puts torchvision and pytorch-fid
+
+
+def torchvision() -> Any:
+    """torchvision's Python code, without the shape registrations of its compiled operators."""
+    if str(PEERS) not in sys.path:
+        sys.path.append(str(PEERS))  # after site-packages: a torchvision installed there wins
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    import torchvision
+
+    return torchvision
+
 
 def torch_fidelity() -> Any:
-    """The torch_fidelity package, imported with stand-ins for the torchvision modules it names."""
-    if "torch_fidelity" not in sys.modules:
-        stand_ins = {
-            "torchvision": {},
-            "torchvision.datasets": {"CIFAR10": object, "CIFAR100": object, "STL10": object},
-            "torchvision.transforms": {},
-            "torchvision.transforms.functional": {},
-        }
-        for name, attributes in stand_ins.items():
-            module = types.ModuleType(name)
-            module.__path__ = []  # a package, so that its "submodules" import
-            module.__dict__.update(attributes)
-            sys.modules.setdefault(name, module)
+    """The torch_fidelity package."""
+    torchvision()
     import torch_fidelity
 
     return torch_fidelity
+
+
+def pytorch_fid() -> Any:
+    """The pytorch_fid package."""
+    torchvision()
+    import pytorch_fid.fid_score
+    import pytorch_fid.inception
+
+    return pytorch_fid
 
 
 def random_inception(seed: int = 0) -> FidInceptionV3:
