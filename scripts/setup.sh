@@ -15,7 +15,7 @@ fi
 # torch-fidelity is the peer the FID tests check our Inception network and metrics against (tests/runner/
 # test_fid.py, test_inception.py). It is installed without its declared dependencies: pip would resolve its
 # torchvision to the newest, whose exact torch pin replaces the CPU torch above with a CUDA build; the tests need
-# only torch, numpy and tqdm (test extra) and give it an empty stand-in for torchvision.
+# only torch, numpy and tqdm (test extra), and torchvision's Python code from .venv/peers (below).
 "$PY" -m pip install --quiet --no-deps "torch-fidelity==0.4.0"
 # pytorch-fid, the second peer (tests/runner/test_pytorch_fid.py), builds its Inception from torchvision's model
 # code. PyPI's torchvision is a CUDA build whose compiled ops do not load beside a CPU torch, but its pure-Python

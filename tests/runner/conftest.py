@@ -15,10 +15,16 @@ import torch
 import yaml
 
 from archspec.cli import main
+from runner.synthetic import synthetic_faces
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 TINY = SPECS / "tiny.yaml"
+
+
+def faces(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    """``n`` built-in synthetic faces as uint8 (N, 3, size, size)."""
+    return torch.from_numpy(synthetic_faces(n, (size, size, 3), seed)).permute(0, 3, 1, 2).contiguous()
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,12 @@ def random_inception(seed: int = 0) -> FidInceptionV3:
     return net.eval()
 
 
-def save_in_fidelity_layout(net: FidInceptionV3, path: Path) -> Path:
+def fidelity_state(net: FidInceptionV3) -> dict[str, torch.Tensor]:
     """``net``'s weights as torch-fidelity's weights file holds them: a plain dict, no ``num_batches_tracked``."""
-    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    torch.save(state, path)
+    return {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def save_in_fidelity_layout(net: FidInceptionV3, path: Path) -> Path:
+    """``net``'s weights saved to ``path`` as torch-fidelity's weights file holds them."""
+    torch.save(fidelity_state(net), path)
     return path

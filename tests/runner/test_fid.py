@@ -10,7 +10,7 @@ import torch
 from runner.metrics import fid as m
 from runner.metrics.fid import InceptionFeatures
 from runner.metrics.swd import sliced_wasserstein
-from runner.synthetic import synthetic_faces
+from tests.runner.conftest import faces
 from tests.runner.peers import random_inception, torch_fidelity
 
 Floats = npt.NDArray[np.float32]
@@ -134,12 +134,8 @@ def test_inception_score_equals_torch_fidelity() -> None:
     assert mean > 1
 
 
-def _faces(n: int, seed: int) -> torch.Tensor:
-    return torch.from_numpy(synthetic_faces(n, (16, 16, 3), seed)).permute(0, 3, 1, 2).contiguous()
-
-
 def test_noise_is_further_from_faces_than_faces_are_by_fid_and_swd() -> None:
-    faces_a, faces_b = _faces(8, seed=1), _faces(8, seed=2)
+    faces_a, faces_b = faces(8, seed=1, size=16), faces(8, seed=2, size=16)
     noise = torch.randint(
         0, 256, faces_a.shape, generator=torch.Generator().manual_seed(3), dtype=torch.uint8
     )
@@ -148,7 +144,7 @@ def test_noise_is_further_from_faces_than_faces_are_by_fid_and_swd() -> None:
     assert m.fid(a, c) > 2 * m.fid(a, b)
     assert abs(m.fid(a, a)) < 1e-9 * m.fid(a, b)
     # SWD needs no Inception pass, so more images: with 8 its patch sample is too small to tell.
-    faces_a, faces_b = _faces(128, seed=1), _faces(128, seed=2)
+    faces_a, faces_b = faces(128, seed=1, size=16), faces(128, seed=2, size=16)
     noise = torch.randint(
         0, 256, faces_a.shape, generator=torch.Generator().manual_seed(3), dtype=torch.uint8
     )

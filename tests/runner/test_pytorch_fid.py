@@ -18,9 +18,9 @@ import torch
 from runner.metrics import fid as m
 from runner.metrics import weights
 from runner.metrics.fid import InceptionFeatures
-from runner.metrics.inception import FEATURES, resize_bilinear_tf1
-from runner.synthetic import synthetic_faces
-from tests.runner.peers import pytorch_fid, random_inception
+from runner.metrics.inception import FEATURES, FidInceptionV3, resize_bilinear_tf1
+from tests.runner.conftest import faces
+from tests.runner.peers import fidelity_state, pytorch_fid, random_inception
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,7 @@ def peer_network(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     """pytorch-fid's InceptionV3 (pool3 block, its input resize and scaling off) with random weights, and its
     Inception-v3's state dict saved as pytorch-fid's weights file."""
     fid_module = pytorch_fid()
-    state = random_inception(seed=7).state_dict()
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    state = fidelity_state(random_inception(seed=7))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fid_module.inception, "load_state_dict_from_url", lambda *a, **k: state)
         net = fid_module.inception.InceptionV3([3], resize_input=False, normalize_input=False).eval()
@@ -39,8 +38,10 @@ def peer_network(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     return net, path
 
 
-def _faces(n: int, size: int, seed: int) -> torch.Tensor:
-    return torch.from_numpy(synthetic_faces(n, (size, size, 3), seed)).permute(0, 3, 1, 2).contiguous()
+@pytest.fixture(scope="module")
+def ours(peer_network: tuple[Any, Path]) -> FidInceptionV3:
+    """archspec's network, loaded from pytorch-fid's weights file as ``archspec eval`` loads it."""
+    return weights.load_inception(peer_network[1], torch.device("cpu"))
 
 
 def _peer_pool(net: Any, images: torch.Tensor) -> torch.Tensor:
@@ -50,11 +51,12 @@ def _peer_pool(net: Any, images: torch.Tensor) -> torch.Tensor:
         return net((x - 128) / 128)[0].flatten(1)
 
 
-def test_pytorch_fids_weights_file_loads_and_gives_its_features(peer_network: tuple[Any, Path]) -> None:
+def test_pytorch_fids_weights_file_loads_and_gives_its_features(
+    peer_network: tuple[Any, Path], ours: FidInceptionV3
+) -> None:
     net, path = peer_network
     assert any(key.endswith("num_batches_tracked") for key in torch.load(path, weights_only=True))
-    ours = weights.load_inception(path, torch.device("cpu"))
-    for images in (_faces(2, 299, seed=1), _faces(3, 32, seed=2)):  # the network's size, and one resized
+    for images in (faces(2, seed=1, size=299), faces(3, seed=2)):  # the network's size, and one resized
         with torch.no_grad():
             pool, _ = ours(images)
         expected = _peer_pool(net, images)
@@ -63,17 +65,19 @@ def test_pytorch_fids_weights_file_loads_and_gives_its_features(peer_network: tu
         torch.testing.assert_close(pool, expected, rtol=0, atol=1e-5)
 
 
-def test_fid_on_the_same_images_equals_pytorch_fids(peer_network: tuple[Any, Path]) -> None:
-    net, path = peer_network
-    real, fake = _faces(12, 32, seed=3), _faces(12, 32, seed=4).flip(-1).roll(5, -2)
-    features = InceptionFeatures(weights.load_inception(path, torch.device("cpu")), torch.device("cpu"), 4)
-    ours = m.fid(features(real).pool, features(fake).pool)
+def test_fid_on_the_same_images_equals_pytorch_fids(
+    peer_network: tuple[Any, Path], ours: FidInceptionV3
+) -> None:
+    net, _ = peer_network
+    real, fake = faces(12, seed=3), faces(12, seed=4).flip(-1).roll(5, -2)
+    features = InceptionFeatures(ours, torch.device("cpu"), 4)
+    fid = m.fid(features(real).pool, features(fake).pool)
     fid_score = pytorch_fid().fid_score
     stats = [_statistics(_peer_pool(net, images).numpy()) for images in (real, fake)]
     expected = fid_score.calculate_frechet_distance(*stats[0], *stats[1])
-    assert ours > 1
+    assert fid > 1
     # 12 images in 2048 dimensions: singular covariances, where sqrtm's error bounds the agreement.
-    assert ours == pytest.approx(expected, rel=1e-4)
+    assert fid == pytest.approx(expected, rel=1e-4)
 
 
 def test_fid_of_features_equals_pytorch_fids() -> None:
@@ -86,13 +90,15 @@ def test_fid_of_features_equals_pytorch_fids() -> None:
     assert m.fid(real, fake) > 1
 
 
-def test_pytorch_fids_own_resize_gives_other_features(peer_network: tuple[Any, Path]) -> None:
+def test_pytorch_fids_own_resize_gives_other_features(
+    peer_network: tuple[Any, Path], ours: FidInceptionV3
+) -> None:
     """Why archspec's FID is comparable with torch-fidelity's and TensorFlow's, not pytorch-fid's (README): on a
     32×32 image pytorch-fid's half-pixel bilinear resize feeds the same network other pixels."""
-    net, path = peer_network
-    images = _faces(2, 32, seed=6)
+    net, _ = peer_network
+    images = faces(2, seed=6)
     with torch.no_grad():
-        pool, _ = weights.load_inception(path, torch.device("cpu"))(images)
+        pool, _ = ours(images)
         half_pixel = torch.nn.functional.interpolate(
             images.float(), size=(299, 299), mode="bilinear", align_corners=False
         )

@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from runner.metrics.swd import SWD, _up, laplacian_pyramid, sliced_wasserstein
-from runner.synthetic import synthetic_faces
-
-
-def faces(n: int, seed: int, size: int = 32) -> torch.Tensor:
-    return torch.from_numpy(synthetic_faces(n, (size, size, 3), seed)).permute(0, 3, 1, 2).contiguous()
+from tests.runner.conftest import faces
 
 
 def noise(n: int, seed: int, size: int = 32) -> torch.Tensor:
